@@ -1,0 +1,30 @@
+"""Fixed-point decorrelation unit: number formats, the integer model (the specification), float comparison."""
+
+from .compare import compare
+from .format import (
+    QUANTIZE_MODES,
+    ROUNDING_MODES,
+    Lfsr,
+    UnitFormat,
+    dequantize,
+    quantize,
+    round_shift,
+    saturate,
+    word_range,
+)
+from .model import Result, run
+
+__all__ = [
+    "QUANTIZE_MODES",
+    "ROUNDING_MODES",
+    "Lfsr",
+    "Result",
+    "UnitFormat",
+    "compare",
+    "dequantize",
+    "quantize",
+    "round_shift",
+    "run",
+    "saturate",
+    "word_range",
+]

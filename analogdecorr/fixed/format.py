@@ -1,0 +1,396 @@
+"""Fixed-point format of the decorrelation unit and the integer helpers shared by the model and the RTL tests.
+
+Everything here follows ``hdl/NUMERICS.md`` bit for bit: the rounding modes of ``rnd(v, k)``, saturation of
+signed B-bit words, and the Fibonacci LFSR that feeds stochastic rounding. The helpers work on python ints
+and on numpy int64 arrays alike (the model uses arrays, the RTL tests often use ints).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import operator
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..errors import DataError, FormatError
+
+ROUNDING_MODES = ("trunc", "half_up", "half_even", "stochastic")
+#: Modes ``quantize`` accepts (stochastic rounding needs the unit's LFSR, which float input never sees).
+QUANTIZE_MODES = ("trunc", "half_up", "half_even")
+#: Intermediates of the integer model must fit this many bits (int64 minus one spare bit).
+MAX_INTERMEDIATE_BITS = 62
+
+IntLike = TypeVar("IntLike", int, np.integer, np.ndarray)
+
+
+def _closest(name: object, choices: tuple[str, ...]) -> str:
+    match = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.0)
+    return match[0] if match else choices[0]
+
+
+def check_mode(mode: str, choices: tuple[str, ...] = ROUNDING_MODES) -> str:
+    """Return ``mode`` if it is one of ``choices``; otherwise FormatError naming the closest valid mode."""
+    if mode not in choices:
+        raise FormatError(
+            f"unknown rounding mode {mode!r}: did you mean {_closest(mode, choices)!r}? "
+            f"(valid: {', '.join(choices)})"
+        )
+    return mode
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def round_shift(v: IntLike, k: int, mode: str, rand: IntLike | None = None) -> IntLike:
+    """``rnd(v, k)`` of NUMERICS.md: drop the k ≥ 0 low bits of the signed integer(s) ``v``.
+
+    ``trunc`` = floor(v / 2^k); ``half_up`` = floor((v + 2^(k-1)) / 2^k); ``half_even`` = nearest, ties to
+    even; ``stochastic`` = floor((v + r) / 2^k) with r the k low bits of ``rand`` (the LFSR state(s), same
+    shape as v or broadcastable). k = 0 returns v unchanged in every mode. Python ints give python ints,
+    arrays give int64 arrays.
+    """
+    check_mode(mode)
+    k = operator.index(k)
+    if k < 0:
+        raise ValueError(f"round_shift drops k >= 0 bits, got k={k}; shift left exactly instead")
+    if k == 0:
+        return v
+    if mode == "trunc":
+        return v >> k
+    if mode == "half_up":
+        return (v + (1 << (k - 1))) >> k
+    if mode == "half_even":
+        # q0 = floor(v/2^k) is odd ⇒ a tie rounds up; even ⇒ a tie rounds down: add half−1+parity(q0), floor.
+        return (v + ((1 << (k - 1)) - 1) + ((v >> k) & 1)) >> k
+    if rand is None:
+        raise ValueError("stochastic rounding needs rand (the LFSR state) for every value")
+    return (v + (rand & ((1 << k) - 1))) >> k
+
+
+def word_range(bits: int) -> tuple[int, int]:
+    """(min, max) of a signed ``bits``-bit two's-complement word."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def saturate(v: IntLike, bits: int) -> tuple[IntLike, int]:
+    """Clamp ``v`` to a signed ``bits``-bit word; returns (clamped, number of values that were clamped)."""
+    lo, hi = word_range(bits)
+    if isinstance(v, np.ndarray):
+        clamped = np.clip(v, lo, hi)
+        return clamped, int(np.count_nonzero(clamped != v))
+    if v < lo:
+        return type(v)(lo), 1
+    if v > hi:
+        return type(v)(hi), 1
+    return v, 0
+
+
+def quantize(x: Any, width: int, frac: int, mode: str = "half_even") -> tuple[np.ndarray, int]:
+    """Float(s) → signed ``width``-bit ints with ``frac`` fraction bits, rounded by ``mode`` and saturated.
+
+    Returns (int64 array, number saturated). Scaling by 2^frac is exact in float64, so the rounding is exactly
+    the named mode on the real value. NaN has no integer: DataError.
+    """
+    check_mode(mode, QUANTIZE_MODES)
+    y = np.ldexp(np.asarray(x, dtype=np.float64), frac)
+    if np.isnan(y).any():
+        raise DataError("quantize got NaN input: there is no fixed-point value for NaN; clean the data first")
+    if mode == "trunc":
+        y = np.floor(y)
+    elif mode == "half_up":
+        y = np.floor(y + 0.5)
+    else:
+        y = np.rint(y)  # IEEE round-half-to-even
+    lo, hi = word_range(width)
+    # clip one past the range before the cast so huge values (and ±inf) cannot wrap; then count saturation
+    ints = np.clip(y, lo - 1, hi + 1).astype(np.int64)
+    return saturate(ints, width)
+
+
+def dequantize(ints: Any, frac: int) -> np.ndarray:
+    """Signed ints with ``frac`` fraction bits → float64 (exact for |ints| < 2^53)."""
+    return np.ldexp(np.asarray(ints, dtype=np.float64), -frac)
+
+
+class Lfsr:
+    """Fibonacci LFSR of NUMERICS.md.
+
+    One step: feedback = XOR of state bits (tap − 1) over the taps;
+    state ← ((state << 1) | feedback) mod 2^width.
+    ``value`` is the current state; the unit reads it for one stochastic rounding and then steps once.
+    """
+
+    def __init__(self, width: int = 32, taps: tuple[int, ...] = (32, 22, 2, 1), seed: int = 0xACE1):
+        _check_lfsr(width, taps, seed)
+        self.width = int(width)
+        self.taps = tuple(int(t) for t in taps)
+        self._mask = (1 << self.width) - 1
+        self._state = int(seed)
+
+    @classmethod
+    def from_format(cls, fmt: UnitFormat) -> Lfsr:
+        return cls(fmt.lfsr_width, fmt.lfsr_taps, fmt.lfsr_seed)
+
+    @property
+    def value(self) -> int:
+        return self._state
+
+    def step(self) -> int:
+        """Advance once and return the new state."""
+        s = self._state
+        fb = 0
+        for t in self.taps:
+            fb ^= (s >> (t - 1)) & 1
+        self._state = ((s << 1) | fb) & self._mask
+        return self._state
+
+    def draw(self, n: int) -> np.ndarray:
+        """The next n values as int64 (current value first), advancing n steps: ≡ n × (read value, step()).
+
+        Vectorised: the output bit sequence obeys b[m] = XOR_t b[m − t]; over GF(2) squaring the feedback
+        polynomial gives b[m] = XOR_t b[m − t·L] for L = 2^k once m ≥ max_tap·(L − 1), so blocks of L bits are
+        computed at once, L growing with the history.
+        """
+        n = operator.index(n)
+        if n < 0:
+            raise ValueError("draw needs n >= 0")
+        w = self.width
+        # bits[w + m] = feedback bit of step m (m ≥ 0); bits[w − 1 − i] = seed bit i, so state_m's bit i is
+        # bits[w + m − 1 − i].
+        bits = np.zeros(w + n, dtype=np.uint8)
+        for i in range(w):
+            bits[w - 1 - i] = (self._state >> i) & 1
+        tmax = max(self.taps)
+        m = 0
+        while m < n:
+            blk_l = _pow2_floor(m // tmax + 1)  # largest power of two L with tmax·(L − 1) <= m
+            blk = min(blk_l, n - m)
+            base = w + m
+            acc = np.zeros(blk, dtype=np.uint8)
+            for t in self.taps:
+                start = base - t * blk_l
+                acc ^= bits[start : start + blk]
+            bits[base : base + blk] = acc
+            m += blk
+        out = np.zeros(n, dtype=np.int64)
+        for i in range(w):
+            # state_m bit i = bits[w + m − 1 − i]
+            out |= bits[w - 1 - i : w - 1 - i + n].astype(np.int64) << i
+        # new state = state_n
+        state = 0
+        for i in range(w):
+            state |= int(bits[w + n - 1 - i]) << i
+        self._state = state
+        return out
+
+
+def _pow2_floor(x: int) -> int:
+    """Largest power of two <= x (x >= 1)."""
+    return 1 << (x.bit_length() - 1)
+
+
+def _check_lfsr(width: Any, taps: Any, seed: Any) -> None:
+    try:
+        width = operator.index(width)
+        seed = operator.index(seed)
+        taps = tuple(operator.index(t) for t in taps)
+    except TypeError as exc:
+        raise FormatError(
+            f"LFSR width, taps and seed must be integers ({exc}); e.g. 32, (32, 22, 2, 1), 0xACE1"
+        ) from None
+    if not 2 <= width <= MAX_INTERMEDIATE_BITS:
+        raise FormatError(f"lfsr_width={width} is outside 2..{MAX_INTERMEDIATE_BITS}; use 32 (the default)")
+    if not taps:
+        raise FormatError("lfsr_taps is empty: give the feedback taps, e.g. (32, 22, 2, 1)")
+    bad = [t for t in taps if not 1 <= t <= width]
+    if bad:
+        raise FormatError(f"lfsr_taps {bad} are outside 1..lfsr_width={width}; taps count bits from 1 (LSB)")
+    if len(set(taps)) != len(taps):
+        raise FormatError(
+            f"lfsr_taps {taps} repeat a tap (a repeated tap cancels in the XOR); list each once"
+        )
+    if width not in taps:
+        raise FormatError(
+            f"lfsr_taps {taps} do not include lfsr_width={width}: the top state bit would never feed back; "
+            f"add {width} (e.g. (32, 22, 2, 1) for width 32)"
+        )
+    if not 0 < seed < (1 << width):
+        raise FormatError(
+            f"lfsr_seed={seed} must be in 1..2^{width}-1 (seed 0 locks the LFSR at 0); "
+            f"use e.g. {0xACE1 if width >= 16 else 1}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------- format
+@dataclass(frozen=True)
+class UnitFormat:
+    """Number formats and rounding of one decorrelation unit (NUMERICS.md, table "Parameters").
+
+    size d; x, z, v, p, e words: signed ``width`` W bits with ``frac`` F fraction bits; R master word:
+    ``r_width`` W_R bits with ``r_frac`` F_R fraction bits; η = 2^−``shift``; ``delayed``: z of sample t uses
+    R before sample t−1's update.
+    """
+
+    size: int
+    width: int
+    frac: int
+    r_width: int
+    r_frac: int
+    shift: int
+    rounding: str = "half_even"
+    lfsr_width: int = 32
+    lfsr_taps: tuple[int, ...] = (32, 22, 2, 1)
+    lfsr_seed: int = 0xACE1
+    delayed: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("size", "width", "frac", "r_width", "r_frac", "shift", "lfsr_width", "lfsr_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                raise FormatError(f"{name}={value!r} must be an integer, not a bool")
+            try:
+                object.__setattr__(self, name, operator.index(value))
+            except TypeError:
+                raise FormatError(f"{name}={value!r} must be an integer") from None
+        try:
+            object.__setattr__(self, "lfsr_taps", tuple(operator.index(t) for t in self.lfsr_taps))
+        except TypeError:
+            raise FormatError(f"lfsr_taps={self.lfsr_taps!r} must be a sequence of integers") from None
+        if not isinstance(self.delayed, (bool, np.bool_)):
+            raise FormatError(f"delayed={self.delayed!r} must be True or False")
+        object.__setattr__(self, "delayed", bool(self.delayed))
+
+        d, w, f, wr, fr, s = self.size, self.width, self.frac, self.r_width, self.r_frac, self.shift
+        if d < 2:
+            raise FormatError(f"size={d}: the unit decorrelates vectors of at least 2 values; use size >= 2")
+        if not 8 <= w <= 18:
+            raise FormatError(
+                f"width={w} is outside 8..18 (data words are signed 8- to 18-bit); pick W in 8..18"
+            )
+        if not 0 <= f < w:
+            raise FormatError(
+                f"frac={f} with width={w}: need 0 <= F < W (one bit is the sign); use frac <= {w - 1}"
+            )
+        if wr < w:
+            raise FormatError(
+                f"r_width={wr} < width={w}: the R master word must be at least as wide; use >= {w}"
+            )
+        if fr < f:
+            raise FormatError(
+                f"r_frac={fr} < frac={f}: R needs at least the data's fraction bits; use >= {f}"
+            )
+        if wr - fr < w - f:
+            raise FormatError(
+                f"r_width - r_frac = {wr - fr} integer bits < width - frac = {w - f}: R's integer range must "
+                f"cover the data's; use r_width >= {fr + w - f}"
+            )
+        if s < 0:
+            raise FormatError(f"shift={s}: η = 2^-shift needs shift >= 0 (η <= 1)")
+        if s > fr:
+            raise FormatError(
+                f"shift={s} > r_frac={fr}: η = 2^-{s} is below R's LSB 2^-{fr}, so updates underflow; "
+                f"use shift <= {fr} or r_frac >= {s}"
+            )
+        object.__setattr__(self, "rounding", check_mode(self.rounding))
+        _check_lfsr(self.lfsr_width, self.lfsr_taps, self.lfsr_seed)
+        if self.rounding == "stochastic" and self.update_drop > self.lfsr_width:
+            raise FormatError(
+                f"stochastic rounding drops 2F+s-F_R = {self.update_drop} bits per update but the LFSR has "
+                f"only lfsr_width={self.lfsr_width} random bits; raise lfsr_width or r_frac"
+            )
+        if self.intermediate_bits > MAX_INTERMEDIATE_BITS:
+            raise FormatError(
+                f"this format needs {self.intermediate_bits}-bit intermediates but the integer model uses "
+                f"int64 (<= {MAX_INTERMEDIATE_BITS}); reduce r_width, or raise shift so 2F+s-F_R is not so "
+                "negative"
+            )
+
+    # ------------------------------------------------------------------ derived numbers
+    @property
+    def one(self) -> int:
+        """1.0 in the data format (2^F)."""
+        return 1 << self.frac
+
+    @property
+    def r_one(self) -> int:
+        """1.0 in the R format (2^F_R): the identity's diagonal."""
+        return 1 << self.r_frac
+
+    @property
+    def w_min(self) -> int:
+        return word_range(self.width)[0]
+
+    @property
+    def w_max(self) -> int:
+        return word_range(self.width)[1]
+
+    @property
+    def r_min(self) -> int:
+        return word_range(self.r_width)[0]
+
+    @property
+    def r_max(self) -> int:
+        return word_range(self.r_width)[1]
+
+    @property
+    def eta(self) -> float:
+        return 2.0**-self.shift
+
+    @property
+    def view_drop(self) -> int:
+        """Bits dropped from R to its W-bit view Rw: F_R − F."""
+        return self.r_frac - self.frac
+
+    @property
+    def update_drop(self) -> int:
+        """Bits dropped from z·e (2F fraction bits, times η) to R's LSB: 2F + s − F_R (< 0: shift left)."""
+        return 2 * self.frac + self.shift - self.r_frac
+
+    @property
+    def view_rounding(self) -> str:
+        """Rounding of every write except the R update: the mode itself, ``half_even`` in stochastic mode."""
+        return "half_even" if self.rounding == "stochastic" else self.rounding
+
+    @property
+    def product_bits(self) -> int:
+        """Bits of one signed W×W product."""
+        return 2 * self.width
+
+    @property
+    def acc_bits(self) -> int:
+        """Bits of a full-precision sum of d products: 2W + ⌈log₂ d⌉."""
+        return 2 * self.width + math.ceil(math.log2(self.size))
+
+    @property
+    def intermediate_bits(self) -> int:
+        """Largest intermediate (magnitude bits plus sign) the model forms; checked against int64."""
+        left = max(0, -self.update_drop)
+        return max(self.acc_bits, self.r_width, 2 * self.width + left) + 1
+
+    @property
+    def multipliers_per_sample(self) -> int:
+        """Analytic W×W multiplies per sample: 3d²."""
+        return 3 * self.size * self.size
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (taps as a list)."""
+        out = asdict(self)
+        out["lfsr_taps"] = list(self.lfsr_taps)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UnitFormat:
+        """Inverse of ``to_dict``; unknown keys raise FormatError naming the closest field."""
+        names = tuple(f.name for f in fields(cls))
+        for key in data:
+            if key not in names:
+                raise FormatError(f"unknown format field {key!r}: did you mean {_closest(key, names)!r}?")
+        values = dict(data)
+        if "lfsr_taps" in values:
+            values["lfsr_taps"] = tuple(values["lfsr_taps"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise FormatError(f"format manifest is incomplete: {exc}") from None

@@ -1,0 +1,192 @@
+"""results.json: schema, atomic writes and the versions of everything that produced a run.
+
+Schema (every key after "epochs" is an optional extra section)::
+
+    {"config": {...RunConfig.to_dict()...},
+     "versions": {"python", "torch", "aihwkit", "numpy", "amaranth", "analogdecorr"},
+     "epochs": [{"epoch", "train_loss", "train_acc", "test_loss", "test_acc",
+                 "corr_before": [per layer], "corr_after": [per layer], "seconds", ...}, ...],
+     "drift": [{"t_seconds", "acc", "compensated"}, ...],                      # analog runs
+     "corr_matrices": [{"layer", "before": [[...]], "after": [[...]]}, ...]}   # last epoch
+
+The file is strict JSON: NaN and ±Inf are written as null (read back as None).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import DataError
+
+#: Keys every epoch row written by the trainer has (plots rely on them).
+EPOCH_KEYS = (
+    "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "corr_before", "corr_after", "seconds"
+)
+VERSION_PACKAGES = ("torch", "aihwkit", "numpy", "amaranth", "analogdecorr")
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Open a temp file beside ``path`` for writing; on success fsync it and ``os.replace`` it onto ``path``.
+
+    If the body raises, the temp file is removed and an existing ``path`` is left untouched, so a crash or a
+    serialisation error never leaves a truncated results file or checkpoint. ``mode`` is "w" or "wb".
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist the rename itself (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def to_jsonable(obj: Any, where: str = "") -> Any:
+    """Plain JSON types from ``obj``: tuples → lists, numpy/torch scalars and arrays → numbers/lists,
+    Path → str, non-finite floats → None. Raises TypeError naming the offending key for anything else."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, Path):
+        return str(obj)
+    tolist = getattr(obj, "tolist", None)  # numpy arrays/scalars, torch tensors
+    if callable(tolist) and type(obj).__module__.split(".")[0] in ("numpy", "torch"):
+        return to_jsonable(tolist(), where)
+    raise TypeError(f"results field {where or '<root>'} holds a {type(obj).__name__}, which JSON can't store")
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as strict JSON to ``path`` atomically (temp file + fsync + os.replace); returns path."""
+    with atomic_write(path, "w") as f:
+        json.dump(to_jsonable(obj), f, indent=1, allow_nan=False)
+        f.write("\n")
+    return Path(path)
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Load a results.json (DataError if it is missing, not JSON, or not an analogdecorr results file)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.exists():
+        raise DataError(f"no results file at {p}; train a run first (analogdecorr train --out {p.parent})")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{p} is not a text file; pass a results.json from analogdecorr train") from None
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{p} is corrupt (invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}); "
+            "re-run the training or restore the file"
+        ) from None
+    except OSError as e:
+        raise DataError(f"cannot read {p}: {e.strerror}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("epochs"), list) or "config" not in data:
+        raise DataError(
+            f"{p} is not an analogdecorr results file (needs 'config' and an 'epochs' list); "
+            "pass the results.json written by analogdecorr train"
+        )
+    return data
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that determine a run's numbers ('not installed' if absent)."""
+    out = {"python": platform.python_version()}
+    for name in VERSION_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+class Results:
+    """The in-memory results of one run; :meth:`save` always writes a complete, valid file atomically.
+
+    ``epochs`` is the list of per-epoch rows (may be reassigned, e.g. on resume); ``extra`` holds further
+    top-level sections such as "drift", "analog" or "corr_matrices".
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        versions: Mapping[str, str] | None = None,
+        epochs: list[dict] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config: dict[str, Any] = dict(config or {})
+        self.versions: dict[str, str] = dict(versions or {})
+        self.epochs: list[dict] = list(epochs or [])
+        self.extra: dict[str, Any] = dict(extra or {})
+        reserved = {"config", "versions", "epochs"} & set(self.extra)
+        if reserved:
+            raise ValueError(f"extra sections may not be named {sorted(reserved)}")
+
+    def add_epoch(self, row: Mapping[str, Any]) -> None:
+        """Append one epoch's figures (a copy; must contain at least the keys in :data:`EPOCH_KEYS`)."""
+        missing = [k for k in EPOCH_KEYS if k not in row]
+        if missing:
+            raise ValueError(f"epoch row lacks {missing}; every row needs {list(EPOCH_KEYS)}")
+        self.epochs.append(dict(row))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results.json content (the sections are the live objects; :meth:`save` converts them)."""
+        reserved = {"config", "versions", "epochs"} & set(self.extra)
+        if reserved:
+            raise ValueError(f"extra sections may not be named {sorted(reserved)}")
+        return {"config": self.config, "versions": self.versions, "epochs": self.epochs, **self.extra}
+
+    def save(self, path: str | Path) -> Path:
+        """Write results.json atomically (the old file stays intact if anything fails)."""
+        return write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Results:
+        """Read a results.json back (DataError if missing or corrupt), e.g. to append drift results."""
+        data = read_results(path)
+        extra = {k: v for k, v in data.items() if k not in ("config", "versions", "epochs")}
+        return cls(data["config"], data.get("versions", {}), data["epochs"], extra)

@@ -1,0 +1,341 @@
+"""The training loop: epochs, evaluation, checkpoints, resume, divergence guard and results.json."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .config import RunConfig
+from .data import Dataset, batches, check_batch, load_dataset
+from .errors import ConfigError, DataError, DivergenceError
+from .metrics import correlation_matrix, evaluate, mean_abs_offdiag
+from .models import Network, build_model
+from .results import Results, versions
+from .rules import NodePerturbation, Rule, make_rule
+
+CHECKPOINT_NAME = "checkpoint.pt"
+RESULTS_NAME = "results.json"
+
+
+def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """Multiplier of the base learning rate in (0-based) ``epoch`` of ``epochs``."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+    if schedule == "step":  # ÷10 at half and again at three quarters of the run
+        return 0.1 ** ((epoch >= epochs // 2) + (epoch >= (3 * epochs) // 4))
+    if schedule == "exponential":  # ends at 1 % of the base rate
+        return 0.01 ** (epoch / max(epochs - 1, 1))
+    raise ConfigError(f"unknown lr_schedule {schedule!r}; choose constant, cosine, step or exponential.")
+
+
+class Trainer:
+    """Owns one run: data, network, backend, rule; ``run()`` trains to ``cfg.epochs`` and returns the results."""
+
+    def __init__(self, cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        self.log = log
+        self.out = Path(cfg.out)
+        torch.manual_seed(cfg.seed)
+        self.data: Dataset = load_dataset(
+            cfg.dataset,
+            seed=cfg.seed,
+            data_dir=cfg.data_dir,
+            rho=cfg.rho,
+            n_features=cfg.n_features,
+            n_samples=cfg.n_samples,
+            flatten=cfg.model == "mlp",
+        )
+        self.net: Network = build_model(cfg, self.data.input_shape, self.data.n_classes)
+        self.analog = cfg.backend == "analog"
+        self.optimizer = None
+        if self.analog:
+            from .backends import analog
+
+            analog.check_simulator()
+            self.rpu_config = analog.make_rpu_config(cfg.preset, dict(cfg.device), dict(cfg.io))
+            self.net = analog.to_analog(self.net, self.rpu_config)
+            if cfg.rule == "bp":
+                from aihwkit.optim import AnalogSGD
+
+                self.optimizer = AnalogSGD(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+                self.optimizer.regroup_param_groups(self.net)
+            self.updater = analog.PulsedUpdater(cfg.lr, weight_decay=cfg.weight_decay)
+            if cfg.rule == "np":
+                warning = analog.check_sigma(cfg.sigma, self.rpu_config)
+                if warning:
+                    warnings.warn(warning, stacklevel=2)
+                    self.log(f"warning: {warning}")
+        else:
+            from .backends.float import GradientUpdater, make_optimizer
+
+            self.optimizer = make_optimizer(cfg, self.net.parameters())
+            self.updater = GradientUpdater(self.optimizer)
+        self.rule: Rule = make_rule(
+            cfg.rule, self.net, optimizer=self.optimizer, updater=self.updater, sigma=cfg.sigma, seed=cfg.seed
+        )
+        self.results = Results(config=cfg.to_dict(), versions=versions())
+        self.start_epoch = 0
+        self._sigma_checked = False
+
+    # ----------------------------------------------------------------- state
+    def _state(self, epoch: int) -> dict:
+        state = {
+            "epoch": epoch,
+            "fingerprint": self.cfg.fingerprint(),
+            "model": _network_state(self.net),
+            "rule": self.rule.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "epochs": self.results.epochs,
+        }
+        if self.optimizer is not None and not self.analog:
+            state["optimizer"] = self.optimizer.state_dict()
+        if isinstance(self.rule, NodePerturbation):
+            state["np_rng"] = self.rule.generator.get_state()
+        return state
+
+    def resume(self) -> None:
+        """Continue from ``out/checkpoint.pt`` (ConfigError if it came from a different configuration)."""
+        state = ckpt.load_checkpoint(self.out / CHECKPOINT_NAME, self.cfg.fingerprint())
+        _load_network_state(self.net, state["model"])
+        self.rule.load_state_dict(state["rule"])
+        torch.set_rng_state(state["torch_rng"])
+        if "optimizer" in state and self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if "np_rng" in state and isinstance(self.rule, NodePerturbation):
+            self.rule.generator.set_state(state["np_rng"])
+        self.results.epochs = list(state["epochs"])
+        self.start_epoch = int(state["epoch"])
+        self.log(f"resuming {self.out} after epoch {self.start_epoch}")
+
+    # ----------------------------------------------------------------- loop
+    def _set_lr(self, epoch: int) -> float:
+        lr = self.cfg.lr * lr_factor(self.cfg.lr_schedule, epoch, self.cfg.epochs)
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        if hasattr(self.updater, "set_lr"):
+            self.updater.set_lr(lr)
+        return lr
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        where = f"epoch {epoch + 1}, step {step + 1}"
+        for i, decor in self.net.decorrelators:
+            if not torch.isfinite(decor.R).all():
+                raise DivergenceError(
+                    f"layer {i}'s decorrelation matrix R became NaN/Inf at {where}: the decorrelation lr "
+                    f"{self.cfg.decor_lr:g} is too high for this input scale; try --decor-lr "
+                    f"{self.cfg.decor_lr / 10:g} or scale_free = true. The last good checkpoint is kept."
+                )
+        for i, layer in enumerate(self.net.layers):
+            w = _layer_weight(layer)
+            if not torch.isfinite(w).all():
+                raise DivergenceError(
+                    f"layer {i}'s weights became NaN/Inf at {where}: the learning rate {self.cfg.lr:g} is too "
+                    f"high; try --lr {self.cfg.lr / 10:g}. The last good checkpoint is kept."
+                )
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"the training loss became NaN/Inf at {where} (weights and R are finite): the activations "
+                f"overflowed; lower --lr ({self.cfg.lr:g}) or --decor-lr ({self.cfg.decor_lr:g}). "
+                "The last good checkpoint is kept."
+            )
+
+    def _np_resolution_check(self) -> None:
+        rule = self.rule
+        if self._sigma_checked or not isinstance(rule, NodePerturbation) or rule.last_delta is None:
+            return
+        self._sigma_checked = True
+        delta = rule.last_delta.abs()
+        tiny = float((delta == 0).float().mean())
+        if tiny > 0.5:
+            msg = (
+                f"sigma {self.cfg.sigma:g} is so small that {tiny:.0%} of per-sample loss differences are exactly 0 "
+                "in float32 (below the loss's resolution); node perturbation learns nothing. Raise --sigma."
+            )
+            warnings.warn(msg, stacklevel=2)
+            self.log(f"warning: {msg}")
+
+    def _epoch_figures(self, epoch: int, lr: float, train_loss: float, seconds: float) -> dict:
+        d = self.data
+        tr_loss, tr_acc = evaluate(self.net, d.x_train, d.y_train)
+        te_loss, te_acc = evaluate(self.net, d.x_test, d.y_test)
+        before, after = [], []
+        for rows, z in self.net.layer_inputs(d.x_train[:1000]):
+            before.append(mean_abs_offdiag(rows))
+            after.append(mean_abs_offdiag(z))
+        return {
+            "epoch": epoch + 1,
+            "train_loss": tr_loss,
+            "train_acc": tr_acc,
+            "test_loss": te_loss,
+            "test_acc": te_acc,
+            "running_train_loss": train_loss,
+            "corr_before": before,
+            "corr_after": after,
+            "lr": lr,
+            "seconds": seconds,
+        }
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        d = self.data
+        check_batch(d.x_train[:1], d.n_features)
+        self.net.train()
+        for epoch in range(self.start_epoch, cfg.epochs):
+            lr = self._set_lr(epoch)
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            t0 = time.perf_counter()
+            n_batches = math.ceil(d.x_train.shape[0] / cfg.batch_size)
+            bar = tqdm(
+                batches(d.x_train, d.y_train, cfg.batch_size, shuffle=True, generator=gen),
+                total=n_batches,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                disable=not self.progress,
+                leave=False,
+            )
+            running, seen = 0.0, 0
+            extra: dict = {}
+            for step, (xb, yb) in enumerate(bar):
+                if torch.isnan(xb).any() or torch.isinf(xb).any():
+                    check_batch(xb, self.data.n_features)
+                fidelity = self.analog and cfg.rule != "bp" and step < cfg.fidelity_steps
+                if fidelity:
+                    self.updater.start_fidelity()
+                loss, _ = self.rule.step(self.net, xb, yb)
+                if fidelity:
+                    extra.setdefault("update_cosine", []).extend(self.updater.stop_fidelity())
+                self._check_finite(loss, epoch, step)
+                self._np_resolution_check()
+                running += float(loss) * xb.shape[0]
+                seen += xb.shape[0]
+                bar.set_postfix(loss=f"{running / seen:.3f}")
+            seconds = time.perf_counter() - t0
+            row = self._epoch_figures(epoch, lr, running / max(seen, 1), seconds)
+            if "update_cosine" in extra:
+                cos = [c for c in extra["update_cosine"] if math.isfinite(c)]
+                row["update_cosine"] = sum(cos) / len(cos) if cos else float("nan")
+            self.results.add_epoch(row)
+            if epoch == cfg.epochs - 1:
+                self.results.extra["corr_matrices"] = self._corr_matrices()
+            self.results.save(self.out / RESULTS_NAME)
+            ckpt.save_checkpoint(self.out / CHECKPOINT_NAME, self._state(epoch + 1))
+            msg = (
+                f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  "
+                f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.3f}  "
+                f"corr {_fmt(row['corr_before'])} -> {_fmt(row['corr_after'])}  {seconds:.1f}s"
+            )
+            if "update_cosine" in row:
+                msg += f"  update cos {row['update_cosine']:.3f}"
+            self.log(msg)
+        if self.analog and cfg.drift_times:
+            self._drift()
+        return self.results.to_dict()
+
+    def _corr_matrices(self, limit: int = 64) -> list[dict]:
+        out = []
+        for rows, z in self.net.layer_inputs(self.data.x_train[:2000])[:1]:
+            out.append(
+                {
+                    "layer": 0,
+                    "before": correlation_matrix(rows[:, :limit]).tolist(),
+                    "after": correlation_matrix(z[:, :limit]).tolist(),
+                }
+            )
+        return out
+
+    def _drift(self) -> None:
+        from .backends import analog
+
+        d = self.data
+        rows = []
+        for comp in (True, False):
+            if comp and not self.cfg.drift_compensation:
+                continue
+            rows += analog.drift_evaluation(
+                self.net,
+                lambda m: evaluate(m, d.x_test, d.y_test)[1],
+                times=tuple(self.cfg.drift_times),
+                compensation=comp,
+                seed=self.cfg.seed,
+            )
+        self.results.extra["drift"] = rows
+        self.results.save(self.out / RESULTS_NAME)
+        for r in rows:
+            self.log(
+                f"drift t={r['t_seconds']:>10g}s  compensated={r['compensated']!s:5}  test acc {r['acc']:.3f}"
+            )
+
+
+def _fmt(values: list[float]) -> str:
+    return "[" + " ".join(f"{v:.3f}" for v in values) + "]"
+
+
+def _layer_weight(layer) -> torch.Tensor:
+    lin = layer.linear
+    if hasattr(lin, "weight") and isinstance(lin.weight, torch.Tensor):
+        return lin.weight
+    return lin.get_weights()[0]
+
+
+def _network_state(net: Network) -> dict:
+    """Plain tensors only (weights_only-loadable): float layers' state_dict; analog tiles' read-out weights."""
+    state = {}
+    for i, layer in enumerate(net.layers):
+        if layer.decor is not None:
+            for k, v in layer.decor.state_dict().items():
+                state[f"{i}.decor.{k}"] = v
+        lin = layer.linear
+        if isinstance(getattr(lin, "weight", None), torch.Tensor) and not hasattr(lin, "get_weights"):
+            for k, v in lin.state_dict().items():
+                state[f"{i}.linear.{k}"] = v
+        else:
+            w, b = lin.get_weights()
+            state[f"{i}.linear.weight"] = w
+            if b is not None:
+                state[f"{i}.linear.bias"] = b
+    return state
+
+
+def _load_network_state(net: Network, state: dict) -> None:
+    for i, layer in enumerate(net.layers):
+        if layer.decor is not None:
+            layer.decor.load_state_dict(
+                {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"{i}.decor.")}
+            )
+        lin = layer.linear
+        if hasattr(lin, "get_weights"):
+            lin.set_weights(state[f"{i}.linear.weight"], state.get(f"{i}.linear.bias"))
+        else:
+            lin.load_state_dict(
+                {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"{i}.linear.")}
+            )
+
+
+def train(
+    cfg: RunConfig, *, resume: bool = False, progress: bool = True, log: Callable[[str], None] = print
+) -> dict:
+    """Train one run described by ``cfg``; write results.json and a checkpoint per epoch into ``cfg.out``."""
+    trainer = Trainer(cfg, progress=progress, log=log)
+    ckpt_path = Path(cfg.out) / CHECKPOINT_NAME
+    if resume:
+        if not ckpt_path.exists():
+            raise DataError(
+                f"--resume: no checkpoint at {ckpt_path}; run without --resume to start this run."
+            )
+        trainer.resume()
+    elif ckpt_path.exists():
+        raise ConfigError(
+            f"{cfg.out} already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out."
+        )
+    return trainer.run()

@@ -1,0 +1,199 @@
+"""Learning rules and the model builder: each rule's update against autograd or its defining equation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from analogdecorr.backends.float import GradientUpdater
+from analogdecorr.config import RunConfig
+from analogdecorr.errors import ConfigError
+from analogdecorr.models import build_model
+from analogdecorr.rules import FeedbackAlignment, NodePerturbation, make_rule
+
+
+class Recorder:
+    """A WeightUpdater that keeps every layer's (z, d) instead of applying it."""
+
+    def __init__(self) -> None:
+        self.updates: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.ids: dict[int, int] = {}
+
+    def begin(self) -> None:
+        self.updates.clear()
+
+    def apply(self, layer, z, d) -> None:
+        self.updates[id(layer)] = (z.clone(), d.clone())
+
+    def finish(self) -> None:
+        pass
+
+
+def cfg(**kw) -> RunConfig:
+    base = dict(hidden=(16, 12), decor="none", activation="tanh", model="mlp")
+    base.update(kw)
+    return dataclasses.replace(RunConfig(), **base)
+
+
+def autograd_grads(net, x, y):
+    net.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    return [layer.linear.weight.grad.clone() for layer in net.layers]
+
+
+def test_fa_with_true_weights_as_feedback_equals_backprop():
+    torch.manual_seed(0)
+    net = build_model(cfg(), (10,), 4)
+    x, y = torch.randn(32, 10), torch.randint(0, 4, (32,))
+    expected = autograd_grads(net, x, y)
+    rec = Recorder()
+    rule = FeedbackAlignment(net, rec, direct=False, generator=torch.Generator().manual_seed(0))
+    for b, layer in zip(rule.feedback, net.layers, strict=True):
+        b.data = layer.linear.weight.detach().clone()
+    rule.step(net, x, y)
+    for layer, g in zip(net.layers, expected, strict=True):
+        z, d = rec.updates[id(layer)]
+        torch.testing.assert_close(d.T @ z, g, rtol=1e-5, atol=1e-6)
+
+
+def test_fa_with_random_feedback_differs_from_backprop():
+    torch.manual_seed(0)
+    net = build_model(cfg(), (10,), 4)
+    x, y = torch.randn(32, 10), torch.randint(0, 4, (32,))
+    expected = autograd_grads(net, x, y)
+    rec = Recorder()
+    FeedbackAlignment(net, rec, direct=False, generator=torch.Generator().manual_seed(0)).step(net, x, y)
+    z, d = rec.updates[id(net.layers[0])]
+    assert not torch.allclose(d.T @ z, expected[0], atol=1e-4)
+    # the output layer's update is the true gradient in FA and DFA alike
+    z, d = rec.updates[id(net.layers[-1])]
+    torch.testing.assert_close(d.T @ z, expected[-1], rtol=1e-5, atol=1e-6)
+
+
+def test_dfa_hidden_update_uses_direct_projection_of_output_error():
+    torch.manual_seed(1)
+    net = build_model(cfg(hidden=(8,)), (5,), 3)
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    rec = Recorder()
+    rule = FeedbackAlignment(net, rec, direct=True, generator=torch.Generator().manual_seed(0))
+    rule.step(net, x, y)
+    with torch.no_grad():
+        a0 = net.layers[0].linear(x)
+        logits = net(x)
+        err = (torch.softmax(logits, 1) - F.one_hot(y, 3).float()) / 16
+        want = (err @ rule.feedback[0]) * (1 - torch.tanh(a0) ** 2)
+    z, d = rec.updates[id(net.layers[0])]
+    torch.testing.assert_close(d, want, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(z, x)
+
+
+def test_np_estimate_matches_definition_and_aligns_with_gradient():
+    torch.manual_seed(2)
+    net = build_model(cfg(hidden=(20,)), (6,), 3)
+    x, y = torch.randn(4000, 6), torch.randint(0, 3, (4000,))
+    expected = autograd_grads(net, x, y)
+    rec = Recorder()
+    rule = NodePerturbation(rec, sigma=1e-2, generator=torch.Generator().manual_seed(0))
+    sums = [torch.zeros_like(g) for g in expected]
+    for _ in range(
+        30
+    ):  # the estimate is unbiased: its average over independent draws approaches the gradient
+        rule.step(net, x, y)
+        for s, layer in zip(sums, net.layers, strict=True):
+            z, d = rec.updates[id(layer)]
+            s += d.T @ z / 30
+    for est, g in zip(sums, expected, strict=True):
+        cos = F.cosine_similarity(est.flatten(), g.flatten(), dim=0)
+        assert cos > 0.5, f"NP estimate barely aligned with the gradient (cos {cos:.2f})"
+        # magnitude: the estimate is unbiased, so its scale matches the gradient's within a factor ~2
+        ratio = float((est * g).sum() / (g * g).sum())
+        assert 0.5 < ratio < 1.5
+
+
+def test_np_wrong_sigma_scale_would_overshoot():
+    """d must use ξ (= σ ε), not ε: check the recorded d divided by δL/(σ² N) is exactly the noise added."""
+    torch.manual_seed(3)
+    net = build_model(cfg(hidden=(4,)), (3,), 2)
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    rec = Recorder()
+    rule = NodePerturbation(rec, sigma=0.05, generator=torch.Generator().manual_seed(5))
+    rule.step(net, x, y)
+    gen = torch.Generator().manual_seed(5)
+    xi0 = 0.05 * torch.randn((8, 4), generator=gen)
+    _, d = rec.updates[id(net.layers[0])]
+    scale = rule.last_delta / (0.05**2 * 8)
+    torch.testing.assert_close(d, xi0 * scale[:, None])
+
+
+def test_np_uses_same_decorrelation_in_both_passes_and_updates_R_once():
+    torch.manual_seed(4)
+    net = build_model(cfg(hidden=(8,), decor="scaled", decor_lr=1e-2), (5,), 3)
+    x, y = torch.randn(64, 5) @ torch.randn(5, 5), torch.randint(0, 3, (64,))
+    rec = Recorder()
+    rule = NodePerturbation(rec, sigma=1e-6, generator=torch.Generator().manual_seed(0))
+    r0 = net.layers[0].decor.R.clone()
+    rule.step(net, x, y)
+    assert not torch.equal(r0, net.layers[0].decor.R)
+    # with a tiny σ the perturbed pass is the clean pass: δL is at the float32 noise floor
+    assert float(rule.last_delta.abs().max()) < 1e-4
+
+
+def test_conv_layer_rows_equal_conv2d():
+    torch.manual_seed(5)
+    net = build_model(cfg(model="conv", conv_channels=(4, 6)), (1, 8, 8), 10)
+    x = torch.randn(3, 1, 8, 8)
+    layer = net.layers[0]
+    w = layer.linear.weight.reshape(4, 1, 3, 3)
+    want = F.conv2d(x, w, layer.linear.bias, padding=1)
+    got = layer.from_rows(layer.linear(layer.to_rows(x)), 3)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert net(x.reshape(3, -1)).shape == (3, 10)
+    # rows_to_input is the adjoint of to_rows
+    g = torch.randn(layer.to_rows(x).shape)
+    lhs = (layer.to_rows(x) * g).sum()
+    rhs = (x * layer.rows_to_input(g, 3)).sum()
+    torch.testing.assert_close(lhs, rhs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rule", ["fa", "dfa", "np"])
+def test_local_rules_run_on_conv_nets_with_decorrelation(rule):
+    torch.manual_seed(6)
+    c = cfg(model="conv", conv_channels=(4, 6), decor="scaled", rule=rule)
+    net = build_model(c, (1, 8, 8), 10)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    r = make_rule(rule, net, optimizer=opt, updater=GradientUpdater(opt), sigma=1e-2, seed=0)
+    x, y = torch.randn(32, 64), torch.randint(0, 10, (32,))
+    w0 = [layer.linear.weight.detach().clone() for layer in net.layers]
+    r.step(net, x, y)
+    for layer, w in zip(net.layers, w0, strict=True):
+        assert not torch.equal(w, layer.linear.weight), "every layer must receive an update"
+
+
+def test_gradient_updater_equals_autograd_for_last_layer():
+    torch.manual_seed(7)
+    net = build_model(cfg(hidden=(8,)), (5,), 3)
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    g = autograd_grads(net, x, y)[-1]
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    upd = GradientUpdater(opt)
+    rec = Recorder()
+    FeedbackAlignment(net, rec, direct=False, generator=torch.Generator()).step(net, x, y)
+    z, d = rec.updates[id(net.layers[-1])]
+    w = net.layers[-1].linear.weight.detach().clone()
+    upd.begin()
+    upd.apply(net.layers[-1], z, d)
+    upd.finish()
+    torch.testing.assert_close(net.layers[-1].linear.weight.detach(), w - g, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_rule_and_activation_are_config_errors():
+    net = build_model(cfg(), (4,), 2)
+    with pytest.raises(ConfigError, match="'np'"):
+        make_rule("nps", net, optimizer=None, updater=Recorder(), sigma=1e-3, seed=0)
+    with pytest.raises(ConfigError, match="leaky_relu"):
+        build_model(dataclasses.replace(cfg(), activation="leaky_rel"), (4,), 2)
+    with pytest.raises(ConfigError, match="sigma"):
+        NodePerturbation(Recorder(), sigma=0.0, generator=torch.Generator())

@@ -250,6 +250,20 @@ def _toml_value(v: Any) -> str:
 
 
 # -------------------------------------------------------------------------------------------- resolve
+# Defaults that differ on the analog backend, used for every key the user does not set. The tiles are trained
+# by their own pulsed SGD (no Adam on a crossbar), so the learning rate is an SGD rate, and NP's σ must exceed
+# the forward read noise. Chosen by sims/reproduce_analog.py (see its table).
+ANALOG_DEFAULTS: dict[str, Any] = {
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "sigma": 0.1,
+    "lr_schedule": "cosine",
+    "hidden": (100,),
+    "epochs": 10,
+    "out": "runs/analog",
+}
+
+
 def resolve(file_values: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Validated RunConfig from defaults < ``file_values`` (TOML) < ``overrides`` (CLI; None = not given).
 
@@ -268,6 +282,9 @@ def resolve(file_values: Mapping[str, Any] | None, overrides: Mapping[str, Any] 
             if value is None:
                 continue  # not given: keep the lower-precedence value
             merged[key] = value
+    backend = str(merged.get("backend", RunConfig.backend)).lower()
+    if backend == "analog":  # analog runs start from their own defaults (pulsed SGD, σ above read noise)
+        merged = {**ANALOG_DEFAULTS, **merged}
     coerced = {key: _COERCE[key](key, value) for key, value in merged.items()}
     cfg = RunConfig(**coerced)
     validate(cfg)

@@ -68,19 +68,20 @@ def decor_update(
         m = sq.mean().clamp_min(torch.finfo(sq.dtype).tiny)
         gain = gain / m
         sq = sq / m
+    # Each rule as one fused R·(row scaling) + (d×k)(k×d) product: two passes over R, no d³ work.
     if rule == "scaled":
         # s pins output power to input power; x is the raw (not demeaned) input.
+        # R ← s R; R ← R − η R C  ⇔  R ← s (R − η (R Zᵀ) Z / k), C with its diagonal kept.
         s = (x_raw.norm(dim=1) / (z.norm(dim=1) + _NORM_EPS)).mean()
-        Rs = s * R
-        return Rs - lr * (((Rs @ z.T) @ z) * gain)  # R ← s R; R ← R − η R C, C with diagonal kept
-    czr = (z.T @ (z @ R)) * gain  # ⟨z zᵀ⟩ R in O(k d²)
-    if rule == "offdiag":
-        return R - lr * (czr - sq[:, None] * R)
-    if rule == "whiten":
-        return R - lr * (czr - R)
-    # kappa: (1−κ) C_off R + κ diag(⟨z²⟩ − 1) R
-    off = czr - sq[:, None] * R
-    return R - lr * ((1.0 - kappa) * off + kappa * ((sq - 1.0)[:, None] * R))
+        return torch.addmm(R, R @ z.T, z, beta=s, alpha=-lr * gain * s)
+    zr = z @ R  # k×d
+    if rule == "offdiag":  # R − η (⟨z zᵀ⟩ R − diag⟨z²⟩ R)
+        return torch.addmm(R * (1.0 + lr * sq)[:, None], z.T, zr, alpha=-lr * gain)
+    if rule == "whiten":  # R − η (⟨z zᵀ⟩ R − R)
+        return torch.addmm(R * (1.0 + lr), z.T, zr, alpha=-lr * gain)
+    # kappa: R − η [(1−κ) (⟨z zᵀ⟩ − diag⟨z²⟩) R + κ diag(⟨z²⟩ − 1) R]
+    row = 1.0 + lr * (1.0 - kappa) * sq - lr * kappa * (sq - 1.0)
+    return torch.addmm(R * row[:, None], z.T, zr, alpha=-lr * gain * (1.0 - kappa))
 
 
 class Decorrelator(nn.Module):
@@ -174,7 +175,7 @@ class Decorrelator(nn.Module):
             return (x - mean) @ self.R.T
 
         mean = x.reshape(-1, d).mean(0)  # differentiable: BP flows through the centring
-        R_used = self.R.clone()  # R is updated in place below; autograd keeps this copy
+        R_used = self.R  # replaced (never modified in place) by the update below, so autograd may keep it
         z = (x - mean) @ R_used.T
         with torch.no_grad():
             mean_d = mean.detach()
@@ -187,9 +188,9 @@ class Decorrelator(nn.Module):
             R_new = decor_update(
                 R_used, z_k, x_k, rule=self.rule, lr=self.lr, scale_free=self.scale_free, kappa=self.kappa
             )
-            if not bool(torch.isfinite(R_new).all()):
+            if not math.isfinite(float(R_new.sum())):  # one reduction: NaN/Inf anywhere makes the sum non-finite
                 raise DivergenceError(self._divergence_message(self.name, "R became NaN/Inf in this update"))
-            self.R.copy_(R_new)
+            self.R = R_new
         return z
 
     def transform(self, x: Tensor, mean: Tensor | None = None, R: Tensor | None = None) -> Tensor:

@@ -175,9 +175,8 @@ class NodePerturbation(_Traced):
         for layer in net.layers:
             rows = layer.to_rows(h)
             if layer.decor is not None:
-                r_before = layer.decor.R.clone()
                 z = layer.decor(rows)
-                used.append((r_before, layer.decor.last_mean))
+                used.append((layer.decor.last_R, layer.decor.last_mean))
             else:
                 z = rows
                 used.append(None)

@@ -74,7 +74,6 @@ class Trainer:
                 warning = analog.check_sigma(cfg.sigma, self.rpu_config)
                 if warning:
                     warnings.warn(warning, stacklevel=2)
-                    self.log(f"warning: {warning}")
         else:
             from .backends.float import GradientUpdater, make_optimizer
 
@@ -163,7 +162,6 @@ class Trainer:
                 "in float32 (below the loss's resolution); node perturbation learns nothing. Raise --sigma."
             )
             warnings.warn(msg, stacklevel=2)
-            self.log(f"warning: {msg}")
 
     def _epoch_figures(self, epoch: int, lr: float, train_loss: float, seconds: float) -> dict:
         d = self.data

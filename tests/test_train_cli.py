@@ -1,0 +1,164 @@
+"""The training loop and the command line: results, checkpoints, resume, divergence and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from analogdecorr import checkpoint as ckpt
+from analogdecorr.cli import main
+from analogdecorr.config import resolve
+from analogdecorr.errors import DataError, DivergenceError
+from analogdecorr.train import Trainer, train
+
+SMALL = {"dataset": "digits", "hidden": "24,16", "epochs": 3, "batch_size": 64, "decor_lr": 1e-3, "lr": 1e-3}
+
+
+def small(tmp_path, name="run", **kw):
+    return resolve({}, {**SMALL, "out": str(tmp_path / name), **kw})
+
+
+def test_cli_train_writes_results_checkpoint_and_plots(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["train", "--hidden", "24,16", "--epochs", "2", "--rule", "np", "--decor", "scaled",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["rule"] == "np" and res["config"]["hidden"] == [24, 16]
+    assert {"torch", "aihwkit", "numpy"} <= set(res["versions"])
+    assert [e["epoch"] for e in res["epochs"]] == [1, 2]
+    for row in res["epochs"]:
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc", "seconds"):
+            assert math.isfinite(row[key])
+        assert len(row["corr_before"]) == len(row["corr_after"]) == 3  # one per layer
+    # the first layer sees raw digits pixels: decorrelation must lower their correlation
+    assert res["epochs"][-1]["corr_after"][0] < res["epochs"][-1]["corr_before"][0]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "learning_curves.png" in pngs and "corr_matrices.png" in pngs
+    assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a second run into the same folder must not overwrite it
+    assert main(["train", "--hidden", "24,16", "--epochs", "2", "--out", str(out), "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rule,decor", [("np", "scaled"), ("fa", "offdiag"), ("bp", "scaled")])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, rule, decor):
+    full = train(small(tmp_path, "full", rule=rule, decor=decor), progress=False, log=lambda s: None)
+    train(small(tmp_path, "part", rule=rule, decor=decor, epochs=1), progress=False, log=lambda s: None)
+    resumed = train(small(tmp_path, "part", rule=rule, decor=decor), resume=True, progress=False,
+                    log=lambda s: None)
+    strip = ("seconds",)
+    a = [{k: v for k, v in e.items() if k not in strip} for e in full["epochs"]]
+    b = [{k: v for k, v in e.items() if k not in strip} for e in resumed["epochs"]]
+    assert a == b
+    wa = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["model"]
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_divergence_names_the_layer_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = small(tmp_path, "div", rule="bp", decor="whiten", epochs=3)
+    trainer = Trainer(cfg, progress=False, log=lambda s: None)
+    trainer.cfg = resolve({}, {**SMALL, "out": cfg.out, "rule": "bp", "decor": "whiten", "epochs": 1})
+    trainer.run()  # one good epoch → checkpoint
+    good = ckpt.read_checkpoint(tmp_path / "div" / "checkpoint.pt")
+    trainer.cfg = cfg
+    for _, decor in trainer.net.decorrelators:
+        decor.lr = 50.0  # far beyond lr·λ_max ~ 1
+    with pytest.raises(DivergenceError) as err:
+        trainer.run()
+    msg = str(err.value)
+    assert "layer" in msg and ("decor" in msg or "R" in msg)
+    kept = ckpt.read_checkpoint(tmp_path / "div" / "checkpoint.pt")
+    assert kept["epoch"] == good["epoch"] == 1
+    for k, v in good["model"].items():
+        assert torch.equal(v, kept["model"][k])
+        assert torch.isfinite(kept["model"][k]).all()
+
+
+def test_nan_in_an_input_batch_is_a_data_error(tmp_path):
+    trainer = Trainer(small(tmp_path, "nan", epochs=1), progress=False, log=lambda s: None)
+    trainer.data.x_train[7, 3] = float("nan")
+    with pytest.raises(DataError, match="NaN"):
+        trainer.run()
+
+
+def _idx_truncated(tmp_path):
+    d = tmp_path / "mnist"
+    d.mkdir()
+    header = (2051).to_bytes(4, "big") + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        (d / name).write_bytes(header + b"\0" * 100)  # far fewer than 10×28×28 pixels
+    label = (2049).to_bytes(4, "big") + (10).to_bytes(4, "big") + bytes(10)
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (d / name).write_bytes(label)
+    return d
+
+
+def _idx_wrong_magic(tmp_path):
+    d = _idx_truncated(tmp_path)
+    (d / "train-images-idx3-ubyte").write_bytes(b"<html>not an idx file</html>" * 10)
+    return d
+
+
+@pytest.mark.parametrize(
+    "args,expect",
+    [
+        (["--rule", "nps"], "np"),
+        (["--dataset", "digit"], "digits"),
+        (["--activation", "leaky"], "leaky_relu"),
+        (["--sample-frac", "0"], "sample_frac"),
+        (["--sample-frac", "1.5"], "sample_frac"),
+        (["--lr", "0"], "lr"),
+        (["--lr", "nan"], "lr"),
+        (["--sigma", "-1"], "sigma"),
+        (["--hidden", "0,10"], "hidden"),
+        (["--hidden", ""], "hidden"),
+        (["--dataset", "mnist", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),
+        (["--dataset", "mnist"], "data"),
+        (["--backend", "analog", "--preset", "EcRamPrest"], "EcRamPreset"),
+    ],
+)
+def test_bad_inputs_give_one_line_errors(tmp_path, capsys, args, expect):
+    code = main(["train", "--epochs", "1", "--hidden", "8", "--out", str(tmp_path / "e"), "--no-progress", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert expect in err
+
+
+@pytest.mark.parametrize("make,expect", [(_idx_truncated, "truncated"), (_idx_wrong_magic, "magic")])
+def test_bad_idx_files_give_one_line_errors(tmp_path, capsys, make, expect):
+    d = make(tmp_path)
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(d), "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err
+    assert expect in err.lower()
+
+
+def test_unknown_config_key_names_the_closest(tmp_path, capsys):
+    toml = tmp_path / "run.toml"
+    toml.write_text('dataset = "digits"\nhiden = [10]\n')
+    code = main(["train", "--config", str(toml), "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "hiden" in err and "hidden" in err
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--out", out, "--no-progress", "--no-plots"]) == 0
+    code = main(["train", "--hidden", "8", "--epochs", "2", "--lr", "0.5", "--out", out, "--resume", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "lr" in err
+    # resuming with the same config (more epochs) works
+    assert main(["train", "--hidden", "8", "--epochs", "2", "--out", out, "--resume", "--no-progress",
+                 "--no-plots"]) == 0
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert [e["epoch"] for e in res["epochs"]] == [1, 2]

@@ -8,7 +8,7 @@ torch; the analog backend (``analogdecorr.backends.analog``, aihwkit) and the ha
 
 from .config import RunConfig, load_config, resolve
 from .data import Dataset, load_dataset
-from .decor import DecorConv2d, Decorrelator, DecorLinear
+from .decor import DecorConv2d, DecorLinear, Decorrelator
 from .errors import (
     AnalogDecorrError,
     ConfigError,

@@ -8,6 +8,7 @@ analog backend swaps ``layer.linear`` for a crossbar tile, dense or conv alike).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .decor import Decorrelator
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -132,10 +133,21 @@ class Network(nn.Module):
         self.n_classes = n_classes
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x.reshape(x.shape[0], *self.input_shape)
+        h = self.shape_input(x)
         for layer in self.layers:
             h = layer(h)
         return h
+
+    def shape_input(self, x: Tensor) -> Tensor:
+        """``x`` reshaped to the network's input shape (DataError naming both feature counts if it cannot be)."""
+        want = math.prod(self.input_shape)
+        got = math.prod(x.shape[1:])
+        if got != want:
+            raise DataError(
+                f"the data has {got} features per sample but the model was built for {want} "
+                f"(input shape {self.input_shape}); build the model from this dataset or pick the matching dataset."
+            )
+        return x.reshape(x.shape[0], *self.input_shape)
 
     @property
     def decorrelators(self) -> list[tuple[int, Decorrelator]]:
@@ -145,7 +157,7 @@ class Network(nn.Module):
     def layer_inputs(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Per layer (rows before its decorrelator, rows after it), without changing any state."""
         out = []
-        h = x.reshape(x.shape[0], *self.input_shape)
+        h = self.shape_input(x)
         for layer in self.layers:
             rows = layer.to_rows(h)
             z = layer.decor.transform(rows) if layer.decor is not None else rows

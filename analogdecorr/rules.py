@@ -90,7 +90,7 @@ class _Traced(Rule):
         self, net: Network, x: Tensor
     ) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor | None]]:
         zs, pre, inputs = [], [], []
-        h = x.reshape(x.shape[0], *net.input_shape)
+        h = net.shape_input(x)
         for layer in net.layers:
             inputs.append(h)
             rows = layer.to_rows(h)
@@ -171,7 +171,7 @@ class NodePerturbation(_Traced):
         n = x.shape[0]
         # Clean pass; each decorrelator updates its R after computing z, so keep the R and μ it used.
         zs, used = [], []
-        h = x.reshape(n, *net.input_shape)
+        h = net.shape_input(x)
         for layer in net.layers:
             rows = layer.to_rows(h)
             if layer.decor is not None:
@@ -186,7 +186,7 @@ class NodePerturbation(_Traced):
         loss_clean = F.cross_entropy(logits, y, reduction="none")
         # Perturbed pass with the same R and centring.
         xis = []
-        h = x.reshape(n, *net.input_shape)
+        h = net.shape_input(x)
         for layer, u in zip(net.layers, used, strict=True):
             rows = layer.to_rows(h)
             z = (rows - u[1]) @ u[0].T if u is not None else rows

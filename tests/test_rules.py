@@ -197,3 +197,14 @@ def test_unknown_rule_and_activation_are_config_errors():
         build_model(dataclasses.replace(cfg(), activation="leaky_rel"), (4,), 2)
     with pytest.raises(ConfigError, match="sigma"):
         NodePerturbation(Recorder(), sigma=0.0, generator=torch.Generator())
+
+
+def test_feature_count_mismatch_is_a_data_error():
+    from analogdecorr.errors import DataError
+
+    net = build_model(cfg(), (10,), 4)
+    with pytest.raises(DataError, match="9 features .* built for 10"):
+        net(torch.randn(3, 9))
+    rule = NodePerturbation(Recorder(), sigma=1e-3, generator=torch.Generator())
+    with pytest.raises(DataError, match="features"):
+        rule.step(net, torch.randn(3, 12), torch.zeros(3, dtype=torch.long))

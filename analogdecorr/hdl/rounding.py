@@ -1,0 +1,114 @@
+"""Amaranth building blocks for the unit's arithmetic: ``rnd(v, k)``, saturation, the view of R, the R update
+and the Fibonacci LFSR, each mirroring ``hdl/NUMERICS.md`` (and ``analogdecorr.fixed.format``) bit for bit.
+
+All functions return combinational expressions; the caller registers them where the pipeline wants a stage.
+Saturation returns the clamped value and a one-bit "clamped" flag that feeds the sticky overflow flag.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+
+from ..fixed import format as fixed_format
+from ..fixed.format import ROUNDING_MODES, UnitFormat, check_mode
+
+
+def round_shift(v: Value, k: int, mode: str, rand: Value | None = None) -> Value:
+    """``rnd(v, k)``: drop the ``k`` ≥ 0 low bits of the signed value ``v`` (result stays signed).
+
+    ``trunc`` floor(v/2^k); ``half_up`` floor((v + 2^(k−1))/2^k); ``half_even`` nearest, ties to even
+    (adds 2^(k−1) − 1 + bit k of v, then floors); ``stochastic`` floor((v + r)/2^k), r = the k low bits of
+    ``rand``.
+    The additions widen by one bit, so nothing wraps.
+    """
+    check_mode(mode, ROUNDING_MODES)
+    v = Value.cast(v).as_signed()
+    if k < 0:
+        raise ValueError(f"round_shift drops k >= 0 bits, got k={k}")
+    if k == 0:
+        return v
+    if mode == "trunc":
+        return v >> k
+    if mode == "half_up":
+        return (v + (1 << (k - 1))) >> k
+    if mode == "half_even":
+        parity = v[k] if k < len(v) else v[-1]  # bit k of the sign-extended v: the parity of floor(v/2^k)
+        return (v + ((1 << (k - 1)) - 1) + parity) >> k
+    if rand is None:
+        raise ValueError("stochastic rounding needs rand (the LFSR state)")
+    return (v + Value.cast(rand)[:k]) >> k
+
+
+def saturate(v: Value, width: int) -> tuple[Value, Value]:
+    """Clamp signed ``v`` to a signed ``width``-bit word: (clamped value, clamped flag)."""
+    v = Value.cast(v).as_signed()
+    if len(v) <= width:
+        return v, Const(0, 1)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    over, under = v > hi, v < lo
+    out = Mux(over, Const(hi, signed(width)), Mux(under, Const(lo, signed(width)), v[:width].as_signed()))
+    return out.as_signed(), over | under
+
+
+def round_saturate(v: Value, k: int, mode: str, width: int, rand: Value | None = None) -> tuple[Value, Value]:
+    """``sat_width(rnd(v, k))``: (value, clamped flag)."""
+    return saturate(round_shift(v, k, mode, rand), width)
+
+
+# --------------------------------------------------------------------------------------------------- LFSR
+def lfsr_step(state: Value, taps: tuple[int, ...]) -> Value:
+    """One step of the Fibonacci LFSR: feedback = XOR of bits (tap − 1); state ← (state << 1 | fb) mod 2^w."""
+    state = Value.cast(state)
+    fb = state[taps[0] - 1]
+    for t in taps[1:]:
+        fb = fb ^ state[t - 1]
+    return Cat(fb, state[: len(state) - 1])
+
+
+def lfsr_states(m: Module, state: Value, taps: tuple[int, ...], n: int) -> tuple[list[Value], Value]:
+    """The ``n`` consecutive LFSR values starting at ``state`` (state first) and the state after ``n`` steps.
+
+    Unrolled combinationally so that a column of d updates can draw d values in one cycle, in NUMERICS order;
+    each intermediate state is a named comb signal (keeps the netlist and the simulator's code linear in n).
+    """
+    values = [Value.cast(state)]
+    for k in range(n):
+        nxt = Signal(len(values[0]), name=f"lfsr_step{k + 1}")
+        m.d.comb += nxt.eq(lfsr_step(values[-1], taps))
+        values.append(nxt)
+    return values[:n], values[n]
+
+
+# --------------------------------------------------------------------------------------------------- unit ops
+def r_view(fmt: UnitFormat, r: Value) -> tuple[Value, Value]:
+    """Rw = sat_W(rnd(R, F_R − F)) in the view rounding (``half_even`` in stochastic mode): (Rw, clamped)."""
+    return round_saturate(r, fmt.view_drop, fmt.view_rounding, fmt.width)
+
+
+def data_round(fmt: UnitFormat, v: Value) -> tuple[Value, Value]:
+    """z, p, v words: sat_W(rnd(v, F)) from a full-precision product or sum: (word, clamped)."""
+    return round_saturate(v, fmt.frac, fmt.view_rounding, fmt.width)
+
+
+def r_update(fmt: UnitFormat, r_old: Value, prod: Value, rand: Value | None = None) -> tuple[Value, Value]:
+    """R ← sat_WR(R − rnd(z·e, 2F + s − F_R)); a negative drop is an exact left shift: (new R, clamped)."""
+    drop = fmt.update_drop
+    prod = Value.cast(prod).as_signed()
+    if drop > 0:
+        delta = round_shift(prod, drop, fmt.rounding, rand)
+    elif drop == 0:
+        delta = prod
+    else:
+        delta = prod << -drop
+    return saturate(Value.cast(r_old).as_signed() - delta, fmt.r_width)
+
+
+def uses_lfsr(fmt: UnitFormat) -> bool:
+    """True when the R update draws LFSR values (stochastic mode with bits to drop)."""
+    return fmt.rounding == "stochastic" and fmt.update_drop > 0
+
+
+def view_int(fmt: UnitFormat, r: int) -> int:
+    """Rw of one R word computed in Python (initial contents of the delayed-mode view memories)."""
+    rounded = fixed_format.round_shift(int(r), fmt.view_drop, fmt.view_rounding)
+    return int(fixed_format.saturate(rounded, fmt.width)[0])

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .choices import check_choice
 from .decor import Decorrelator
 from .errors import ConfigError, DataError
 
@@ -31,12 +32,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 def activation(name: str) -> nn.Module:
     """The activation module called ``name`` (ConfigError naming the closest valid one)."""
-    if name not in ACTIVATIONS:
-        import difflib
-
-        close = difflib.get_close_matches(name, ACTIVATIONS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}.{hint}")
+    check_choice(name, ACTIVATIONS, "activation")
     return ACTIVATIONS[name]()
 
 

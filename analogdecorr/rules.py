@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .choices import check_choice
 from .errors import ConfigError
 from .models import Layer, Network
 
@@ -207,15 +208,10 @@ class NodePerturbation(_Traced):
 
 def make_rule(name: str, net: Network, *, optimizer, updater: WeightUpdater, sigma: float, seed: int) -> Rule:
     """The rule called ``name`` for this network (ConfigError naming the closest valid rule)."""
+    check_choice(name, RULES, "rule")
     gen = torch.Generator().manual_seed(10_007 * seed + 1)
     if name == "bp":
         return Backprop(optimizer)
     if name in ("fa", "dfa"):
         return FeedbackAlignment(net, updater, direct=name == "dfa", generator=gen)
-    if name == "np":
-        return NodePerturbation(updater, sigma, gen)
-    import difflib
-
-    close = difflib.get_close_matches(name, RULES, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"unknown rule {name!r}; choose one of {', '.join(RULES)}.{hint}")
+    return NodePerturbation(updater, sigma, gen)

@@ -10,7 +10,6 @@ version are unchanged.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -22,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError, EnvironmentMismatchError
+from ..choices import check_choices
+from ..errors import DataError, EnvironmentMismatchError
 from .export import MODULE, load_manifest
 
 # One synthesis command per family: the target device family and why these options.
@@ -57,17 +57,7 @@ CELL_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 def check_families(families: Any) -> tuple[str, ...]:
     """Validate a family list (a tuple or comma-separated string); ConfigError naming the closest family."""
-    if isinstance(families, str):
-        families = [f.strip() for f in families.split(",") if f.strip()]
-    fams = tuple(families)
-    if not fams:
-        raise ConfigError(f"no FPGA family given; choose from {', '.join(FAMILIES)}")
-    for f in fams:
-        if f not in FAMILIES:
-            close = difflib.get_close_matches(f, FAMILIES, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown FPGA family '{f}'{hint}; choose from {', '.join(FAMILIES)}")
-    return fams
+    return check_choices(families, FAMILIES, "FPGA family")
 
 
 def yosys_missing() -> str | None:

@@ -9,7 +9,6 @@ at run time, so a changed vector file does not need a rebuild). The simulation i
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -21,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError, EnvironmentMismatchError
+from ..choices import check_choices
+from ..errors import DataError, EnvironmentMismatchError
 from .export import MODULE, TB_NAME, TB_TOP, load_manifest
 
 SIMULATORS = ("iverilog", "verilator")
@@ -37,17 +37,7 @@ _CYCLE_MARGIN = 8
 
 def check_simulators(simulators: Any) -> tuple[str, ...]:
     """Validate a simulator list (a tuple or a comma-separated string); ConfigError with the closest name."""
-    if isinstance(simulators, str):
-        simulators = [s.strip() for s in simulators.split(",") if s.strip()]
-    sims = tuple(_ALIASES.get(s, s) for s in simulators)
-    if not sims:
-        raise ConfigError(f"no simulator given; choose from {', '.join(SIMULATORS)}")
-    for s in sims:
-        if s not in SIMULATORS:
-            close = difflib.get_close_matches(s, SIMULATORS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown simulator '{s}'{hint}; choose from {', '.join(SIMULATORS)}")
-    return sims
+    return check_choices(simulators, SIMULATORS, "simulator", aliases=_ALIASES)
 
 
 def tool_missing(simulator: str) -> str | None:

@@ -252,14 +252,19 @@ def _toml_value(v: Any) -> str:
 # -------------------------------------------------------------------------------------------- resolve
 # Defaults that differ on the analog backend, used for every key the user does not set. The tiles are trained
 # by their own pulsed SGD (no Adam on a crossbar), so the learning rate is an SGD rate, and NP's σ must exceed
-# the forward read noise. Chosen by sims/reproduce_analog.py (see its table).
+# the forward read noise. Chosen by sims/reproduce_analog.py (sims/README_analog.md has the sweep): lr 0.01
+# with a cosine schedule and pulsed weight decay 1e-2 keeps NP(+decor) on ConstantStep/EcRAM tiles from
+# random-walking |W| into the conductance bounds (lr >= 0.02 collapsed NP+decor on ConstantStep by epoch ~11);
+# decor_lr 3e-4 is the low end of the stable range of SPEC §2 (1e-3 diverged on ConstantStep at lr 0.03).
 ANALOG_DEFAULTS: dict[str, Any] = {
     "optimizer": "sgd",
     "lr": 0.01,
-    "sigma": 0.1,
     "lr_schedule": "cosine",
+    "weight_decay": 1e-2,
+    "sigma": 0.1,
+    "decor_lr": 3e-4,
     "hidden": (100,),
-    "epochs": 10,
+    "epochs": 50,
     "out": "runs/analog",
 }
 

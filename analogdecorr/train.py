@@ -67,9 +67,13 @@ class Trainer:
             if cfg.rule == "bp":
                 from aihwkit.optim import AnalogSGD
 
-                self.optimizer = AnalogSGD(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+                # AnalogSGD's weight_decay reaches only digital parameters (the bias), never the tile weights,
+                # so BP decays tiles and bias through the same pulsed decay as NP/FA, after every step.
+                self.optimizer = AnalogSGD(self.net.parameters(), lr=cfg.lr, weight_decay=0.0)
                 self.optimizer.regroup_param_groups(self.net)
             self.updater = analog.PulsedUpdater(cfg.lr, weight_decay=cfg.weight_decay)
+            if cfg.rule == "bp" and cfg.weight_decay:
+                self.optimizer.register_step_post_hook(lambda *_: self._pulsed_decay())
             if cfg.rule == "np":
                 warning = analog.check_sigma(cfg.sigma, self.rpu_config)
                 if warning:
@@ -85,6 +89,10 @@ class Trainer:
         self.results = Results(config=cfg.to_dict(), versions=versions())
         self.start_epoch = 0
         self._sigma_checked = False
+
+    def _pulsed_decay(self) -> None:
+        for layer in self.net.layers:
+            self.updater.decay(layer)
 
     # ----------------------------------------------------------------- state
     def _state(self, epoch: int) -> dict:

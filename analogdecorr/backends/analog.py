@@ -283,6 +283,15 @@ class PulsedUpdater:
         z, d = _prepare(linear, z, d)
         self._apply(linear, z, d, self._decay_factor(linear))
 
+    def decay(self, layer: nn.Module) -> None:
+        """Weight decay alone (no gradient rows), W <- W − lr·wd·W and b <- b − lr·wd·b, on the calls where
+        this layer decays: for BP, whose gradient update AnalogSGD performs (its weight_decay skips tiles)."""
+        linear = _analog_linear(layer)
+        decay = self._decay_factor(linear)
+        if decay:
+            empty = torch.zeros(0, linear.in_features), torch.zeros(0, linear.out_features)
+            self._apply(linear, *empty, decay)
+
     def measure_update_fidelity(self, layer: nn.Module, z: Tensor, d: Tensor) -> float:
         """Apply the update like ``apply`` and return cos(intended −lr·(G + wd·W), actual ΔW) of the weights.
 

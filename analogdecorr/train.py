@@ -63,6 +63,7 @@ class Trainer:
 
             analog.check_simulator()
             self.rpu_config = analog.make_rpu_config(cfg.preset, dict(cfg.device), dict(cfg.io))
+            _check_rule_fits_device(cfg, self.rpu_config)
             self.net = analog.to_analog(self.net, self.rpu_config)
             if cfg.rule == "bp":
                 from aihwkit.optim import AnalogSGD
@@ -281,6 +282,19 @@ class Trainer:
             self.log(
                 f"drift t={r['t_seconds']:>10g}s  compensated={r['compensated']!s:5}  test acc {r['acc']:.3f}"
             )
+
+
+def _check_rule_fits_device(cfg: RunConfig, rpu_config) -> None:
+    """Local rules (np, fa, dfa) need tiles that learn by their own pulsed update; an inference (hardware-aware
+    training) configuration only reads noisily and keeps a digital weight copy, so only bp may use it."""
+    from aihwkit.simulator.configs import InferenceRPUConfig
+
+    if cfg.rule != "bp" and isinstance(rpu_config, InferenceRPUConfig):
+        raise ConfigError(
+            f"preset {cfg.preset!r} is an inference (hardware-aware training) configuration: its weights are "
+            f"trained digitally and only read through noisy tiles, so rule {cfg.rule!r}, which updates the "
+            "crossbar by pulses, cannot run on it; pick a training preset (see 'analogdecorr presets') or --rule bp."
+        )
 
 
 def _fmt(values: list[float]) -> str:

@@ -162,3 +162,25 @@ def test_resume_with_a_different_config_is_refused(tmp_path, capsys):
                  "--no-plots"]) == 0
     res = json.loads((tmp_path / "r" / "results.json").read_text())
     assert [e["epoch"] for e in res["epochs"]] == [1, 2]
+
+
+def test_local_rule_on_an_inference_preset_is_refused(tmp_path, capsys):
+    code = main(["train", "--backend", "analog", "--preset", "StandardHWATrainingPreset", "--rule", "np",
+                 "--hidden", "8", "--epochs", "1", "--out", str(tmp_path / "hwa"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err
+    assert "StandardHWATrainingPreset" in err and "--rule bp" in err
+
+
+def test_sigma_below_float32_resolution_of_the_loss_warns_with_the_number(tmp_path):
+    with pytest.warns(UserWarning, match=r"sigma 1e-12 .* exactly 0"):
+        train(small(tmp_path, "tiny", rule="np", sigma=1e-12, epochs=1), progress=False, log=lambda s: None)
+
+
+def test_sigma_below_analog_read_noise_warns_once_with_both_numbers(tmp_path):
+    cfg = small(tmp_path, "noisy", backend="analog", preset="EcRamPreset", rule="np", sigma=0.01,
+                io={"out_noise": 0.1}, epochs=1, hidden="8", drift_times=[])
+    with pytest.warns(UserWarning) as record:
+        Trainer(cfg, progress=False, log=lambda s: None)
+    msgs = [str(w.message) for w in record if "read noise" in str(w.message)]
+    assert len(msgs) == 1 and "0.01" in msgs[0] and "0.1" in msgs[0]

@@ -142,7 +142,7 @@ class Decorrelator(nn.Module):
             f"scale_free={self.scale_free}" + (f", kappa={self.kappa:g}" if self.rule == "kappa" else "")
         )
 
-    def _check_input(self, x: Tensor) -> None:
+    def _check_input(self, x: Tensor, values: bool = True) -> None:
         if x.dim() not in (2, 3):
             raise DataError(
                 f"{self.name}: expected input of shape (N, {self.num_features}) or "
@@ -155,18 +155,20 @@ class Decorrelator(nn.Module):
             )
         if x.shape[0] == 0:
             raise DataError(f"{self.name}: empty input batch.")
-        if not bool(torch.isfinite(x).all()):
-            raise DataError(
-                f"{self.name}: input batch contains NaN or Inf; check the data "
-                "(or the previous layer's output)."
-            )
+        if values and not bool(torch.isfinite(x).all()):
+            raise DataError(self._nonfinite_input_message())
+
+    def _nonfinite_input_message(self) -> str:
+        return f"{self.name}: input batch contains NaN or Inf; check the data (or the previous layer's output)."
 
     def forward(self, x: Tensor) -> Tensor:
         """Training: z = (x − batch mean) Rᵀ with R before the update, then R is updated.
 
         Eval: z = (x − running_mean) Rᵀ, no state change.
         """
-        self._check_input(x)
+        # In training the batch mean carries any NaN/Inf of the input, so the values are checked through it below
+        # (d numbers, in the same synchronisation as R's check) instead of a pass over the whole batch.
+        self._check_input(x, values=not self.training)
         d = self.num_features
         if not self.training:
             mean = self.running_mean
@@ -179,17 +181,21 @@ class Decorrelator(nn.Module):
         z = (x - mean) @ R_used.T
         with torch.no_grad():
             mean_d = mean.detach()
-            self.last_mean = mean_d.clone()
-            self.last_R = R_used
-            self.running_mean.mul_(1.0 - self.mean_momentum).add_(mean_d, alpha=self.mean_momentum)
             k = num_update_rows(x.shape[0], self.sample_frac)
             z_k = z.detach()[:k].reshape(-1, d)
             x_k = x.detach()[:k].reshape(-1, d)
             R_new = decor_update(
                 R_used, z_k, x_k, rule=self.rule, lr=self.lr, scale_free=self.scale_free, kappa=self.kappa
             )
-            if not math.isfinite(float(R_new.sum())):  # one reduction: NaN/Inf anywhere makes the sum non-finite
+            # One synchronisation; NaN/Inf anywhere makes a sum non-finite. Nothing is stored before it passes.
+            mean_sum, r_sum = torch.stack([mean_d.sum(), R_new.sum()]).tolist()
+            if not math.isfinite(mean_sum):
+                raise DataError(self._nonfinite_input_message())
+            if not math.isfinite(r_sum):
                 raise DivergenceError(self._divergence_message(self.name, "R became NaN/Inf in this update"))
+            self.last_mean = mean_d.clone()
+            self.last_R = R_used
+            self.running_mean.mul_(1.0 - self.mean_momentum).add_(mean_d, alpha=self.mean_momentum)
             self.R = R_new
         return z
 

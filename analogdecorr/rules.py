@@ -146,7 +146,7 @@ class FeedbackAlignment(_Traced):
             if not self.direct and i > 0:
                 grad_z = d @ self.feedback[i]
                 if layer.decor is not None:
-                    grad_z = grad_z @ layer.decor.R
+                    grad_z = grad_z @ layer.decor.last_R  # the R this forward pass used
                 grad_h = layer.rows_to_input(grad_z, n).reshape(pre[i - 1].shape)
                 grad_a = _act_grad(net.layers[i - 1], pre[i - 1], grad_h)
         self.updater.finish()

@@ -322,3 +322,13 @@ def test_differing_keys_edge_cases():
     assert differing_keys(old, RunConfig().fingerprint()) == []
     assert differing_keys(old, resolve({}, {"kappa": 0.9}).fingerprint()) == ["kappa"]
     assert "absent" in describe_difference(old, resolve({}, {"kappa": 0.9}).fingerprint())
+
+
+def test_analog_backend_takes_its_own_defaults_unless_set():
+    from analogdecorr.config import ANALOG_DEFAULTS, resolve
+
+    cfg = resolve({}, {"backend": "analog"})
+    assert cfg.optimizer == "sgd" and cfg.sigma == ANALOG_DEFAULTS["sigma"] and cfg.lr == ANALOG_DEFAULTS["lr"]
+    cfg = resolve({"sigma": 0.05}, {"backend": "analog", "lr": "0.2"})
+    assert cfg.sigma == 0.05 and cfg.lr == 0.2
+    assert resolve({}, {}).optimizer == "adam"

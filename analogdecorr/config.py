@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - only before data.py exists
     DATASETS = ("digits", "mnist1d", "correlated", "mnist", "fashion_mnist", "cifar10")
 
 RULES = ("bp", "fa", "dfa", "np")
-DECORS = ("none", "scaled", "offdiag", "whiten", "kappa")
+DECORS = ("none", "scaled", "offdiag", "whiten", "kappa", "centre")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step", "exponential")
@@ -125,7 +125,7 @@ FIELD_HELP: dict[str, str] = {
     "activation": f"hidden activation: {', '.join(ACTIVATIONS)}",
     "conv_channels": "output channels of the conv layers, e.g. 16,32",
     "rule": "learning rule: bp (backprop), fa (feedback alignment), dfa (direct FA), np (node perturbation)",
-    "decor": f"decorrelation rule before every layer: {', '.join(DECORS)}",
+    "decor": f"decorrelation rule before every layer: {', '.join(DECORS)} ('centre': demeaning only, R = I)",
     "decor_lr": "learning rate of the decorrelation matrices R (> 0)",
     "sample_frac": "fraction of each batch used for the R update, in (0, 1]",
     "scale_free": "divide the decorrelation step by the mean activity so it does not grow with it",

@@ -20,6 +20,9 @@ from torch import Tensor, nn
 from analogdecorr.errors import ConfigError, DataError, DivergenceError
 
 RULES = ("scaled", "offdiag", "whiten", "kappa")
+# Not a decorrelation rule: centring only (R stays the identity). The baseline that separates what demeaning each
+# layer's input does from what decorrelating it does (measured: most of NP's rescue at small decor lr is centring).
+CENTRE = "centre"
 
 _NORM_EPS = 1e-8  # the ε in s = ⟨‖x‖ / (‖z‖ + ε)⟩ of the `scaled` rule
 
@@ -109,7 +112,8 @@ class Decorrelator(nn.Module):
             raise ConfigError(
                 f"num_features must be a positive integer (the input width d), got {num_features!r}."
             )
-        _check_rule(rule)
+        if rule != CENTRE:
+            _check_rule(rule)
         _check_positive_lr(lr)
         if not isinstance(sample_frac, (int, float)) or not (0.0 < sample_frac <= 1.0):
             raise ConfigError(
@@ -177,6 +181,8 @@ class Decorrelator(nn.Module):
             return (x - mean) @ self.R.T
 
         mean = x.reshape(-1, d).mean(0)  # differentiable: BP flows through the centring
+        if self.rule == CENTRE:
+            return self._centre_only(x, mean)
         R_used = self.R  # replaced (never modified in place) by the update below, so autograd may keep it
         z = (x - mean) @ R_used.T
         with torch.no_grad():
@@ -198,6 +204,17 @@ class Decorrelator(nn.Module):
             self.running_mean.mul_(1.0 - self.mean_momentum).add_(mean_d, alpha=self.mean_momentum)
             self.R = R_new
         return z
+
+    def _centre_only(self, x: Tensor, mean: Tensor) -> Tensor:
+        """Training forward of the ``centre`` baseline: z = x − batch mean, R is never updated."""
+        with torch.no_grad():
+            mean_d = mean.detach()
+            if not math.isfinite(float(mean_d.sum())):
+                raise DataError(self._nonfinite_input_message())
+            self.last_mean = mean_d.clone()
+            self.last_R = self.R
+            self.running_mean.mul_(1.0 - self.mean_momentum).add_(mean_d, alpha=self.mean_momentum)
+        return x - mean
 
     def transform(self, x: Tensor, mean: Tensor | None = None, R: Tensor | None = None) -> Tensor:
         """Pure (x − mean) Rᵀ, no state change. mean defaults to running_mean, R to the current R.

@@ -445,3 +445,20 @@ def test_check_finite_names_layer_and_cause() -> None:
     m2.running_mean[0] = float("inf")
     with pytest.raises(DivergenceError, match="'fc2'.*running mean"):
         m2.check_finite("fc2")
+
+
+def test_centre_baseline_only_demeans_and_never_moves_R():
+    torch.manual_seed(0)
+    dec = Decorrelator(5, rule="centre", lr=1e-1)
+    x = torch.randn(64, 5) @ torch.randn(5, 5) + 3.0
+    z = dec(x)
+    torch.testing.assert_close(z, x - x.mean(0))
+    assert torch.equal(dec.R, torch.eye(5))
+    torch.testing.assert_close(dec.running_mean, 0.1 * x.mean(0))
+    dec.eval()
+    torch.testing.assert_close(dec(x), x - dec.running_mean)
+    # the correlation of z is that of x: centring does not decorrelate
+    c = torch.corrcoef(z.T)
+    assert (c - torch.eye(5)).abs().max() > 0.1
+    with pytest.raises(ConfigError, match="offdiag"):
+        Decorrelator(5, rule="ofdiag")

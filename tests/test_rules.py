@@ -208,3 +208,15 @@ def test_feature_count_mismatch_is_a_data_error():
     rule = NodePerturbation(Recorder(), sigma=1e-3, generator=torch.Generator())
     with pytest.raises(DataError, match="features"):
         rule.step(net, torch.randn(3, 12), torch.zeros(3, dtype=torch.long))
+
+
+def test_centre_decor_option_builds_identity_decorrelators_for_every_layer():
+    net = build_model(cfg(decor="centre"), (6,), 3)
+    assert len(net.decorrelators) == len(net.layers)
+    x, y = torch.randn(32, 6) + 2.0, torch.randint(0, 3, (32,))
+    rec = Recorder()
+    NodePerturbation(rec, sigma=1e-2, generator=torch.Generator().manual_seed(0)).step(net, x, y)
+    z, _ = rec.updates[id(net.layers[0])]
+    torch.testing.assert_close(z, x - x.mean(0))
+    for _, dec in net.decorrelators:
+        assert torch.equal(dec.R, torch.eye(dec.num_features))

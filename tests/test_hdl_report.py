@@ -7,9 +7,9 @@ for both architectures. Under CI=true a missing Yosys fails the tests; elsewhere
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
+from tooling import require
 
 from analogdecorr.errors import ConfigError
 from analogdecorr.fixed.format import UnitFormat
@@ -21,11 +21,7 @@ FMT = UnitFormat(size=8, width=16, frac=12, r_width=28, r_frac=20, shift=10, rou
 
 
 def require_yosys() -> None:
-    reason = yosys_missing()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs Yosys: {reason}")
-        pytest.skip(reason)
+    require(yosys_missing(), "Yosys")
 
 
 @pytest.fixture(scope="module")

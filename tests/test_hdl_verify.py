@@ -9,11 +9,11 @@ CI=true a missing simulator fails the tests; elsewhere it skips them with the re
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import replace
 
 import pytest
+from tooling import require
 
 from analogdecorr.errors import ConfigError, DataError
 from analogdecorr.fixed.format import UnitFormat
@@ -29,11 +29,7 @@ SAMPLES = 10_000
 
 def require_simulators() -> None:
     for sim in SIMULATORS:
-        reason = tool_missing(sim)
-        if reason:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"CI needs the HDL simulators: {reason}")
-            pytest.skip(reason)
+        require(tool_missing(sim), "the HDL simulators")
 
 
 @pytest.fixture(scope="module")

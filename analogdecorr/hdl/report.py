@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from ..choices import check_choices
 from ..errors import DataError, EnvironmentMismatchError
+from . import tools
 from .export import MODULE, load_manifest
 
 # One synthesis command per family: the target device family and why these options.
@@ -62,17 +62,7 @@ def check_families(families: Any) -> tuple[str, ...]:
 
 def yosys_missing() -> str | None:
     """None when yosys is on PATH, else a one-line reason with the fix."""
-    if shutil.which("yosys") is None:
-        return "yosys not found on PATH; install Yosys (Debian/Ubuntu: apt-get install yosys)"
-    return None
-
-
-def _yosys_version() -> str:
-    try:
-        out = subprocess.run(["yosys", "-V"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
+    return tools.tool_missing("yosys", "install Yosys (Debian/Ubuntu: apt-get install yosys)")
 
 
 def classify(cells_by_type: dict[str, int]) -> dict[str, int]:
@@ -135,19 +125,11 @@ def _synth_one(
     (work / "synth.ys").write_text(script)
     t0 = time.perf_counter()
     cmd = ["yosys", "-q", "-l", str(rel / "yosys.log"), "-s", str(rel / "synth.ys")]
-    try:
-        proc = subprocess.run(cmd, cwd=export_dir, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise DataError(
-            f"yosys ({family}) did not finish within {timeout:.0f} s; raise the timeout or report a "
-            "smaller unit"
-        ) from None
+    tools.run_tool(
+        cmd, export_dir, timeout, f"yosys synthesis for {family}",
+        on_timeout="raise the timeout or report a smaller unit", see=str(work / "yosys.log"),
+    )
     seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
-        raise DataError(
-            f"yosys synthesis for {family} failed (exit {proc.returncode}): {tail}; see {work / 'yosys.log'}"
-        )
     try:
         stats = json.loads((work / "stats.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -191,7 +173,7 @@ def report(
     reason = yosys_missing()
     if reason:
         raise EnvironmentMismatchError(reason)
-    version = _yosys_version()
+    version = tools.tool_version("yosys", "-V")
     workers = max(1, min(len(fams), jobs or os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {f: pool.submit(_synth_one, export_dir, f, timeout, use_cache, version) for f in fams}

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..choices import check_choices
 from ..errors import DataError, EnvironmentMismatchError
+from . import tools
 from .export import MODULE, TB_NAME, TB_TOP, load_manifest
 
 SIMULATORS = ("iverilog", "verilator")
@@ -43,19 +44,14 @@ def check_simulators(simulators: Any) -> tuple[str, ...]:
 def tool_missing(simulator: str) -> str | None:
     """None when `simulator`'s executables are on PATH, else a one-line reason with the fix."""
     for exe in _TOOLS[simulator]:
-        if shutil.which(exe) is None:
-            return f"{exe} not found on PATH; {_INSTALL[simulator]} or leave it out with --sim"
+        reason = tools.tool_missing(exe, f"{_INSTALL[simulator]} or leave it out with --sim")
+        if reason:
+            return reason
     return None
 
 
 def _tool_version(exe: str) -> str:
-    flag = "-V" if exe == "iverilog" else "--version"
-    try:
-        out = subprocess.run([exe, flag], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    lines = (out.stdout or out.stderr).strip().splitlines()
-    return lines[0] if lines else "unknown"
+    return tools.tool_version(exe, "-V" if exe == "iverilog" else "--version")
 
 
 def tb_parameters(manifest: dict[str, Any]) -> dict[str, int]:
@@ -76,17 +72,7 @@ def _build_key(export_dir: Path, simulator: str, cmd: list[str]) -> str:
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.CompletedProcess:
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise DataError(
-            f"{what} did not finish within {timeout:.0f} s; raise the timeout or use fewer samples "
-            "in the export"
-        ) from None
-    if proc.returncode != 0:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
-        raise DataError(f"{what} failed (exit {proc.returncode}): {tail}")
-    return proc
+    return tools.run_tool(cmd, cwd, timeout, what, on_timeout="raise the timeout or use fewer samples in the export")
 
 
 def _build(

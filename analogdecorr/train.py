@@ -136,7 +136,14 @@ class Trainer:
         return lr
 
     def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
-        where = f"epoch {epoch + 1}, step {step + 1}"
+        """Per step only the loss (a scalar) is checked; a NaN/Inf weight or R shows in the next step's loss, and
+        ``_diagnose`` runs again before every checkpoint, so no non-finite state is ever saved."""
+        if not torch.isfinite(loss):
+            self._diagnose(f"epoch {epoch + 1}, step {step + 1}", loss_nonfinite=True)
+
+    def _diagnose(self, where: str, loss_nonfinite: bool = False) -> None:
+        """Raise DivergenceError naming the first layer whose R or weights are NaN/Inf, else (when the loss was
+        NaN/Inf with finite state) the activations."""
         for i, decor in self.net.decorrelators:
             if not torch.isfinite(decor.R).all():
                 raise DivergenceError(
@@ -145,13 +152,12 @@ class Trainer:
                     f"{self.cfg.decor_lr / 10:g} or scale_free = true. The last good checkpoint is kept."
                 )
         for i, layer in enumerate(self.net.layers):
-            w = _layer_weight(layer)
-            if not torch.isfinite(w).all():
+            if not torch.isfinite(_layer_weight(layer)).all():
                 raise DivergenceError(
                     f"layer {i}'s weights became NaN/Inf at {where}: the learning rate {self.cfg.lr:g} is too "
                     f"high; try --lr {self.cfg.lr / 10:g}. The last good checkpoint is kept."
                 )
-        if not torch.isfinite(loss):
+        if loss_nonfinite:
             raise DivergenceError(
                 f"the training loss became NaN/Inf at {where} (weights and R are finite): the activations "
                 f"overflowed; lower --lr ({self.cfg.lr:g}) or --decor-lr ({self.cfg.decor_lr:g}). "
@@ -228,6 +234,7 @@ class Trainer:
                 seen += xb.shape[0]
                 bar.set_postfix(loss=f"{running / seen:.3f}")
             seconds = time.perf_counter() - t0
+            self._diagnose(f"the end of epoch {epoch + 1}")
             row = self._epoch_figures(epoch, lr, running / max(seen, 1), seconds)
             if "update_cosine" in extra:
                 cos = [c for c in extra["update_cosine"] if math.isfinite(c)]

@@ -65,8 +65,10 @@ def decor_update(
     """
     _check_rule(rule)
     k = z.shape[0]
-    sq = (z * z).mean(0)  # diag⟨z zᵀ⟩, shape (d,)
     gain = 1.0 / k  # multiplies Zᵀ Z products so that they equal ⟨z zᵀ⟩ (divided by m if scale_free)
+    sq = None
+    if scale_free or rule != "scaled":
+        sq = (z * z).mean(0)  # diag⟨z zᵀ⟩, shape (d,)
     if scale_free:
         m = sq.mean().clamp_min(torch.finfo(sq.dtype).tiny)
         gain = gain / m
@@ -75,8 +77,12 @@ def decor_update(
     if rule == "scaled":
         # s pins output power to input power; x is the raw (not demeaned) input.
         # R ← s R; R ← R − η R C  ⇔  R ← s (R − η (R Zᵀ) Z / k), C with its diagonal kept.
+        # s stays a tensor (no host synchronisation); scale_free makes gain a tensor too.
         s = (x_raw.norm(dim=1) / (z.norm(dim=1) + _NORM_EPS)).mean()
-        return torch.addmm(R, R @ z.T, z, beta=s, alpha=-lr * gain * s)
+        if isinstance(gain, Tensor):
+            return torch.addmm(R, R @ z.T, z * gain, alpha=-lr).mul_(s)
+        return torch.addmm(R, R @ z.T, z, alpha=-lr * gain).mul_(s)
+    assert sq is not None
     zr = z @ R  # k×d
     if rule == "offdiag":  # R − η (⟨z zᵀ⟩ R − diag⟨z²⟩ R)
         return torch.addmm(R * (1.0 + lr * sq)[:, None], z.T, zr, alpha=-lr * gain)
@@ -193,16 +199,15 @@ class Decorrelator(nn.Module):
             R_new = decor_update(
                 R_used, z_k, x_k, rule=self.rule, lr=self.lr, scale_free=self.scale_free, kappa=self.kappa
             )
-            # One synchronisation; NaN/Inf anywhere makes a sum non-finite. Nothing is stored before it passes.
-            mean_sum, r_sum = torch.stack([mean_d.sum(), R_new.sum()]).tolist()
-            if not math.isfinite(mean_sum):
-                raise DataError(self._nonfinite_input_message())
-            if not math.isfinite(r_sum):
+            # One synchronisation; NaN/Inf anywhere makes the sum non-finite. Nothing is stored before it passes.
+            if not math.isfinite(float(R_new.sum() + mean_d.sum())):
+                if not math.isfinite(float(mean_d.sum())):
+                    raise DataError(self._nonfinite_input_message())
                 raise DivergenceError(self._divergence_message(self.name, "R became NaN/Inf in this update"))
-            self.last_mean = mean_d.clone()
+            self.last_mean = mean_d  # a fresh tensor (the batch mean), never modified afterwards
             self.last_R = R_used
-            self.running_mean.mul_(1.0 - self.mean_momentum).add_(mean_d, alpha=self.mean_momentum)
-            self.R = R_new
+            self.running_mean.lerp_(mean_d, self.mean_momentum)
+            self._buffers["R"] = R_new  # the registered buffer, replaced (nn.Module.__setattr__ is slow per step)
         return z
 
     def _centre_only(self, x: Tensor, mean: Tensor) -> Tensor:

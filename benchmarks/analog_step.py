@@ -3,8 +3,8 @@
 Both networks are built from the same configuration (same preset, same initial weights, batch 64) and are
 stepped alternately (BP, NP+decor, BP, ...) on the same batches, so machine load hits both alike. Reports the
 median step time of each after warm-up, their ratio (target ≤ 1.2), and the share of the NP+decor step spent
-in the decorrelators (their forward + R update, timed by wrapping Decorrelator.forward). ``--profile`` adds a
-cProfile of the NP+decor steps (top functions by own time).
+in the decorrelators (their forward + R update and the perturbed rows' transform, timed by wrapping both).
+``--profile`` adds a cProfile of the NP+decor steps (top functions by own time).
 
     .venv/bin/python benchmarks/analog_step.py                          # 40-100-100-10, EcRamPreset
     .venv/bin/python benchmarks/analog_step.py --hidden 512,512 --preset ConstantStep --profile
@@ -33,20 +33,23 @@ from analogdecorr.train import Trainer  # noqa: E402
 
 
 class DecorTimer:
-    """Wraps every decorrelator's forward (z = (x − μ) Rᵀ plus the R update in training) and sums its time."""
+    """Wraps every decorrelator's forward (z = (x − μ) Rᵀ plus the R update in training) and its transform (the
+    perturbed pass's rows through the same μ and R), and sums their time."""
 
     def __init__(self, net) -> None:
         self.seconds = 0.0
         for _, decor in net.decorrelators:
-            original = decor.forward
+            for name in ("forward", "transform"):
+                setattr(decor, name, self._timed(getattr(decor, name)))
 
-            def timed(x, _original=original):
-                t0 = time.perf_counter()
-                out = _original(x)
-                self.seconds += time.perf_counter() - t0
-                return out
+    def _timed(self, original):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = original(*args, **kwargs)
+            self.seconds += time.perf_counter() - t0
+            return out
 
-            decor.forward = timed
+        return timed
 
 
 def build(args, rule: str, decor: str):

@@ -331,7 +331,39 @@ def _network_state(net: Network) -> dict:
             state[f"{i}.linear.weight"] = w
             if b is not None:
                 state[f"{i}.linear.bias"] = b
+            state.update(_device_state(i, lin))
     return state
+
+
+def _device_state(i: int, lin) -> dict:
+    """Every tile's hidden device parameters (per-device bounds, step sizes, slopes: the device-to-device
+    variation drawn when the tile was built), so a resumed run continues on the same simulated devices."""
+    from .backends.analog import tile_blocks
+
+    state = {}
+    for j, (tile, _, _) in enumerate(tile_blocks(lin)):
+        if hasattr(tile, "get_hidden_parameters"):
+            for name, value in tile.get_hidden_parameters().items():
+                state[f"{i}.linear.tile{j}.{name}"] = value.detach().clone()
+    return state
+
+
+def _load_device_state(i: int, lin, state: dict) -> None:
+    from collections import OrderedDict
+
+    from .backends.analog import tile_blocks
+
+    for j, (tile, _, _) in enumerate(tile_blocks(lin)):
+        prefix = f"{i}.linear.tile{j}."
+        saved = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
+        if saved and hasattr(tile, "set_hidden_parameters"):
+            names = list(tile.get_hidden_parameters())
+            if list(saved) != names:
+                raise ConfigError(
+                    f"checkpoint layer {i} tile {j} holds device parameters {list(saved)} but this device has "
+                    f"{names}; resume with the same preset/device settings or start a new run."
+                )
+            tile.set_hidden_parameters(saved)
 
 
 def _load_network_state(net: Network, state: dict) -> None:
@@ -342,6 +374,7 @@ def _load_network_state(net: Network, state: dict) -> None:
             )
         lin = layer.linear
         if hasattr(lin, "get_weights"):
+            _load_device_state(i, lin, state)  # bounds first, so the weights are written within them
             lin.set_weights(state[f"{i}.linear.weight"], state.get(f"{i}.linear.bias"))
         else:
             lin.load_state_dict(

@@ -184,3 +184,25 @@ def test_sigma_below_analog_read_noise_warns_once_with_both_numbers(tmp_path):
         Trainer(cfg, progress=False, log=lambda s: None)
     msgs = [str(w.message) for w in record if "read noise" in str(w.message)]
     assert len(msgs) == 1 and "0.01" in msgs[0] and "0.1" in msgs[0]
+
+
+def test_analog_resume_continues_on_the_same_simulated_devices(tmp_path):
+    """A checkpoint keeps every tile's hidden device parameters (device-to-device bounds and step sizes), so a
+    resumed analog run trains the same devices; a new Trainer alone draws different ones."""
+    from analogdecorr.backends.analog import tile_blocks
+
+    def tile(trainer):
+        return tile_blocks(trainer.net.layers[0].linear)[0][0]
+
+    cfg = small(tmp_path, "analog", backend="analog", preset="ConstantStep", rule="np", decor="offdiag",
+                io={"is_perfect": True}, epochs=1, hidden="8", drift_times=[])
+    train(cfg, progress=False, log=lambda s: None)
+    saved = torch.load(tmp_path / "analog" / "checkpoint.pt", weights_only=True)["model"]
+    assert "0.linear.tile0.dwmin_up" in saved and "0.linear.tile0.max_bound" in saved
+    fresh = Trainer(cfg, progress=False, log=lambda s: None)
+    assert not torch.equal(tile(fresh).get_hidden_parameters()["dwmin_up"], saved["0.linear.tile0.dwmin_up"])
+    fresh.resume()
+    restored = tile(fresh).get_hidden_parameters()
+    for name in ("dwmin_up", "dwmin_down", "max_bound", "min_bound"):
+        torch.testing.assert_close(restored[name], saved[f"0.linear.tile0.{name}"], rtol=0, atol=0)
+    torch.testing.assert_close(fresh.net.layers[0].linear.get_weights()[0], saved["0.linear.weight"])

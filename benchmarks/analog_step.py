@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hidden", default="100,100")
     p.add_argument("--preset", default="EcRamPreset")
     p.add_argument("--ideal-io", action="store_true", help="io is_perfect = true")
+    p.add_argument("--decor", default=None,
+                   help="decorrelation rule of the NP run (default: the analog default, ANALOG_DEFAULTS['decor'])")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--repeats", type=int, default=200)
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
 
     cfg, data, bp_net, bp = build(args, "bp", "none")
-    _, _, np_net, npd = build(args, "np", "scaled")
+    np_cfg, _, np_net, npd = build(args, "np", args.decor)
     timer = DecorTimer(np_net)
     gen = torch.Generator().manual_seed(0)
     n = data.x_train.shape[0]
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"network {'-'.join(map(str, widths))}, batch {args.batch}, preset {args.preset}"
           f"{' (ideal IO)' if args.ideal_io else ''}, torch threads {args.threads}, "
           f"{args.repeats} repeats after {args.warmup} warm-up; lr {cfg.lr:g}, weight decay "
-          f"{cfg.weight_decay:g}, sigma {cfg.sigma:g}, decor lr {cfg.decor_lr:g}")
+          f"{cfg.weight_decay:g}, sigma {cfg.sigma:g}, decor {np_cfg.decor} lr {np_cfg.decor_lr:g}")
     print(f"BP (AnalogSGD)     median step {m_bp * 1e3:8.3f} ms")
     print(f"NP+decor (pulsed)  median step {m_np * 1e3:8.3f} ms")
     print(f"ratio NP+decor / BP            {m_np / m_bp:8.3f}   (target <= 1.2: "

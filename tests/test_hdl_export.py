@@ -181,3 +181,17 @@ def test_cli_compare_json_and_table(capsys):
     assert "residual_corr_int" in text and "max_abs_R_error" in text
     assert commands.main(["compare", "--samples", "4"]) == 2
     assert capsys.readouterr().err.startswith("error: samples=4")
+
+
+def test_testbench_ships_inside_the_package():
+    """The wheel carries the testbench (analogdecorr/hdl/tb_decor.v links to hdl/tb_decor.v), so `hdl verify`
+    works from a plain pip install, not only from a checkout."""
+    from pathlib import Path
+
+    import analogdecorr.hdl.export as export
+
+    package_copy = Path(export.__file__).resolve().parent / export.TB_NAME
+    repo_copy = Path(__file__).resolve().parents[1] / "hdl" / export.TB_NAME
+    assert (Path(export.__file__).parent / export.TB_NAME).is_file()
+    assert package_copy.read_bytes() == repo_copy.read_bytes()
+    assert export.testbench_source().read_bytes() == repo_copy.read_bytes()

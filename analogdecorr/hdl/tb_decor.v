@@ -1,0 +1,1 @@
+../../hdl/tb_decor.v

@@ -1,4 +1,4 @@
-"""The external EDA tools (Icarus Verilog, Verilator, Yosys): is one on PATH, which version, run it with a timeout.
+"""The external EDA tools (Icarus Verilog, Verilator, Yosys, nextpnr): on PATH? which version? run with a timeout.
 
 One place for what verify and report both need, so a missing tool, a hung run and a failing run read the same.
 """
@@ -29,14 +29,18 @@ def tool_version(exe: str, flag: str = "--version") -> str:
     return lines[0] if lines else "unknown"
 
 
-def run_tool(cmd: list[str], cwd: Path, timeout: float, what: str, *, on_timeout: str, see: str = "") \
-        -> subprocess.CompletedProcess:
-    """Run ``cmd`` in ``cwd``; DataError naming ``what`` (and the fix ``on_timeout``) if it hangs or fails."""
+def run_tool(cmd: list[str], cwd: Path, timeout: float, what: str, *, on_timeout: str, see: str = "",
+             check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in ``cwd``; DataError naming ``what`` (and the fix ``on_timeout``) if it hangs or fails.
+
+    ``check=False`` returns a failed run instead of raising, for callers that read the tool's own failure
+    text (nextpnr says which resource ran out).
+    """
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise DataError(f"{what} did not finish within {timeout:.0f} s; {on_timeout}") from None
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
         raise DataError(f"{what} failed (exit {proc.returncode}): {tail}{'; see ' + see if see else ''}")
     return proc

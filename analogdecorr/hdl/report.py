@@ -6,6 +6,14 @@ numbers sit next to the analytic count: 3d² multiplies per sample on M hardware
 cycles_per_sample cycles per sample, i.e. a utilisation of 3d² / (M · cycles_per_sample). Scripts, logs and
 stats go to ``<export>/synth/<family>/``; a result is reused while the Verilog, the script and the Yosys
 version are unchanged.
+
+iCE40 is also placed and routed: the ice40 script writes a JSON netlist of the unit inside a three-pin I/O
+harness (the unit's own ports outnumber the pins of any iCE40 package) and nextpnr-ice40 routes it on an
+UltraPlus UP5K (the part whose SB_MAC16 blocks ``synth_ice40 -dsp`` maps to). Its JSON report gives the
+achieved Fmax and the used logic cells, DSPs and block RAMs; Fmax / cycles_per_sample is the unit's throughput
+in samples per second. A design that does not fit the UP5K is reported as such, from nextpnr's utilisation
+lines. Logs and the report go to ``<export>/pnr/ice40/``; a result is reused while the netlist, the command and
+the nextpnr version are unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..choices import check_choices
-from ..errors import DataError, EnvironmentMismatchError
+from ..errors import ConfigError, DataError, EnvironmentMismatchError
 from . import tools
 from .export import MODULE, load_manifest
 
@@ -41,7 +49,37 @@ SCRIPT = """# Written by analogdecorr hdl report; run from the export directory:
 read_verilog {module}.v
 {synth}
 tee -q -o {stats} stat -json
+{extra}"""
+
+# Place and route (iCE40 only, with nextpnr-ice40): the UltraPlus part and package, the top module around the
+# unit, the default target clock (48 MHz, the UP5K's internal oscillator) and a fixed placer seed (repeatable).
+PNR_FAMILY = "ice40"
+PNR_EXE = "nextpnr-ice40"
+PNR_PART = ("--up5k", "--package", "sg48")
+PNR_DEVICE = "iCE40 UP5K (sg48)"
+PNR_CHIP = "UP5K"
+PNR_TOP = "decor_pnr"
+PNR_FREQ = 48.0
+PNR_SEED = 1
+# The ice40 script's second half: the synthesized unit inside the harness, flattened, as nextpnr's input.
+PNR_SCRIPT = """# place-and-route netlist: the unit inside the I/O harness {harness}
+read_verilog {harness}
+hierarchy -top {top}
+flatten
+write_json {netlist}
 """
+# nextpnr bel types: the result key and the name a hardware user knows.
+PNR_RESOURCES: dict[str, tuple[str, str]] = {
+    "ICESTORM_LC": ("lcs", "logic cells"),
+    "ICESTORM_DSP": ("dsp", "SB_MAC16"),
+    "ICESTORM_RAM": ("bram", "SB_RAM40_4K"),
+    "ICESTORM_SPRAM": ("spram", "SB_SPRAM256KA"),
+    "SB_IO": ("io", "I/O cells"),
+    "SB_GB": ("global_buffers", "SB_GB global buffers"),
+}
+# "Info: \t ICESTORM_DSP:     9/    8   112%" in nextpnr's "Device utilisation" block.
+_UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+_ERROR_LINE = re.compile(r"^ERROR: (.*)$", re.M)
 
 # Cell classes (a cell counts in the first class whose pattern matches its type).
 CELL_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -63,6 +101,14 @@ def check_families(families: Any) -> tuple[str, ...]:
 def yosys_missing() -> str | None:
     """None when yosys is on PATH, else a one-line reason with the fix."""
     return tools.tool_missing("yosys", "install Yosys (Debian/Ubuntu: apt-get install yosys)")
+
+
+def nextpnr_missing() -> str | None:
+    """None when nextpnr-ice40 is on PATH, else a one-line reason with the fix."""
+    return tools.tool_missing(
+        PNR_EXE,
+        "install nextpnr (Debian/Ubuntu: apt-get install nextpnr-ice40) or skip place and route with --no-pnr",
+    )
 
 
 def classify(cells_by_type: dict[str, int]) -> dict[str, int]:
@@ -98,31 +144,119 @@ def parse_stats(stats: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _cached(path: Path, key: str, use_cache: bool) -> dict[str, Any] | None:
+    """The result stored at ``path`` if it was made from the same inputs (``key``), marked cached; else None."""
+    if not (use_cache and path.is_file()):
+        return None
+    try:
+        old = json.loads(path.read_text())
+        if old.get("key") == key:
+            res = old["result"]
+            res["cached"] = True
+            return res
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _store(path: Path, key: str, res: dict[str, Any]) -> None:
+    """Write a result with its input key atomically (a killed run never leaves a half-written cache)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "result": res}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def pnr_harness(ports: list[dict[str, Any]], clock: str = "clk") -> tuple[str, dict[str, int]]:
+    """Verilog of the place-and-route top ``decor_pnr(clk, si, so)`` around the unit, and its size.
+
+    The unit's ports (2·d·W data bits plus the R port: 135 bits at d = 2) outnumber the 39 pins of the sg48
+    package, so nextpnr cannot place the unit alone. The harness drives every unit input bit from one shift
+    chain (an SB_DFF per bit, fed from pin ``si``) and folds every output bit into pin ``so`` through an XOR
+    tree with a register after each 4-input LUT. Every unit input and output is thus one register (plus at most
+    one LUT) away, as inside a design that embeds the unit, and every output stays observable, so no logic is
+    dropped. Written in iCE40 primitives so it needs no second synthesis; size: ``{"inputs", "outputs",
+    "ffs", "luts"}``.
+    """
+    names = {p["name"] for p in ports}
+    if clock not in names:
+        raise DataError(f"the unit has no '{clock}' port (ports: {', '.join(sorted(names))}); re-export it")
+    ins = [p for p in ports if p["direction"] == "input" and p["name"] != clock]
+    outs = [p for p in ports if p["direction"] == "output"]
+    n_in, n_out = sum(int(p["width"]) for p in ins), sum(int(p["width"]) for p in outs)
+    if n_in == 0 or n_out == 0:
+        raise DataError("the unit has no data inputs or no outputs; re-export it")
+    lines = [
+        "// Written by analogdecorr hdl report: the place-and-route top. Every input bit of the unit comes from",
+        "// a shift chain fed by pin si; every output bit is folded into pin so by a registered XOR tree.",
+        f"module {PNR_TOP} (input clk, input si, output so);",
+        f"  wire [{n_in - 1}:0] chain;",
+        f"  wire [{n_out - 1}:0] t0;",
+        "  SB_DFF c0 (.C(clk), .D(si), .Q(chain[0]));",
+        "  genvar i;",
+        f"  generate for (i = 1; i < {n_in}; i = i + 1) begin : shift",
+        "    SB_DFF ff (.C(clk), .D(chain[i - 1]), .Q(chain[i]));",
+        "  end endgenerate",
+    ]
+    conns, lo_in, lo_out = [f"    .{clock}(clk)"], 0, 0
+    for p in ports:
+        w = int(p["width"])
+        if p["name"] == clock:
+            continue
+        if p["direction"] == "input":
+            conns.append(f"    .{p['name']}(chain[{lo_in + w - 1}:{lo_in}])")
+            lo_in += w
+        else:
+            conns.append(f"    .{p['name']}(t0[{lo_out + w - 1}:{lo_out}])")
+            lo_out += w
+    lines += [f"  {MODULE} unit (", ",\n".join(conns), "  );"]
+    level, width, nodes = 0, n_out, 0
+    while width > 1:
+        groups = (width + 3) // 4
+        pad = 4 * groups - width
+        padded = f"{{{pad}'b0, t{level}}}" if pad else f"t{level}"
+        lines += [
+            f"  wire [{4 * groups - 1}:0] p{level} = {padded};",
+            f"  wire [{groups - 1}:0] t{level + 1};",
+            f"  generate for (i = 0; i < {groups}; i = i + 1) begin : xor{level}",
+            "    wire x;",
+            "    SB_LUT4 #(.LUT_INIT(16'h6996)) lut (",  # the XOR of I0..I3
+            f"      .I0(p{level}[4 * i]), .I1(p{level}[4 * i + 1]), .I2(p{level}[4 * i + 2]), "
+            f".I3(p{level}[4 * i + 3]), .O(x));",
+            f"    SB_DFF ff (.C(clk), .D(x), .Q(t{level + 1}[i]));",
+            "  end endgenerate",
+        ]
+        nodes += groups
+        level, width = level + 1, groups
+    lines += [f"  assign so = t{level}[0];", "endmodule", ""]
+    return "\n".join(lines), {"inputs": n_in, "outputs": n_out, "ffs": n_in + nodes, "luts": nodes}
+
+
 def _synth_one(
-    export_dir: Path, family: str, timeout: float, use_cache: bool, version: str
+    export_dir: Path, family: str, timeout: float, use_cache: bool, version: str, ports: list[dict[str, Any]]
 ) -> dict[str, Any]:
     rel = Path("synth") / family
     work = export_dir / rel
+    extra, harness, harness_size = "", "", None
+    if family == PNR_FAMILY:  # also the netlist nextpnr routes, whether or not this run places and routes
+        harness, harness_size = pnr_harness(ports)
+        extra = PNR_SCRIPT.format(harness=rel / f"{PNR_TOP}.v", top=PNR_TOP, netlist=rel / f"{PNR_TOP}.json")
     script = SCRIPT.format(
-        script=rel / "synth.ys", module=MODULE, synth=FAMILIES[family]["synth"], stats=rel / "stats.json"
+        script=rel / "synth.ys", module=MODULE, synth=FAMILIES[family]["synth"], stats=rel / "stats.json",
+        extra=extra,
     )
     key = hashlib.sha256(
-        (export_dir / f"{MODULE}.v").read_bytes() + script.encode() + version.encode()
+        (export_dir / f"{MODULE}.v").read_bytes() + script.encode() + harness.encode() + version.encode()
     ).hexdigest()
     cached = work / "result.json"
-    if use_cache and cached.is_file():
-        try:
-            old = json.loads(cached.read_text())
-            if old.get("key") == key:
-                res = old["result"]
-                res["cached"] = True
-                return res
-        except (OSError, json.JSONDecodeError, KeyError):
-            pass
+    res = _cached(cached, key, use_cache)
+    if res is not None:
+        return res
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     (work / "synth.ys").write_text(script)
+    if harness:
+        (work / f"{PNR_TOP}.v").write_text(harness)
     t0 = time.perf_counter()
     cmd = ["yosys", "-q", "-l", str(rel / "yosys.log"), "-s", str(rel / "synth.ys")]
     tools.run_tool(
@@ -145,9 +279,133 @@ def _synth_one(
             "cached": False,
         }
     )
-    tmp = cached.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "result": res}, indent=2) + "\n")
-    os.replace(tmp, cached)
+    if harness_size is not None:
+        res["pnr_harness"] = harness_size
+    _store(cached, key, res)
+    return res
+
+
+def parse_utilisation(log: str) -> dict[str, dict[str, int]]:
+    """``{bel type: {"used", "available"}}`` from the last "Device utilisation" block of a nextpnr log."""
+    util: dict[str, dict[str, int]] = {}
+    for bel, used, avail in _UTIL_LINE.findall(log):
+        util[bel] = {"used": int(used), "available": int(avail)}
+    return util
+
+
+def does_not_fit(util: dict[str, dict[str, int]]) -> str | None:
+    """"does not fit: needs 9 SB_MAC16, the UP5K has 8" for every over-full resource, or None if all fit."""
+    over = [
+        f"needs {u['used']} {PNR_RESOURCES.get(bel, (bel, bel))[1]}, the {PNR_CHIP} has {u['available']}"
+        for bel, u in util.items()
+        if u["used"] > u["available"]
+    ]
+    return "does not fit: " + "; ".join(over) if over else None
+
+
+def _pnr_result(util: dict[str, dict[str, int]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for bel, (name, _) in PNR_RESOURCES.items():
+        u = util.get(bel, {"used": 0, "available": 0})
+        out[name], out[f"{name}_available"] = u["used"], u["available"]
+    return out
+
+
+def _pnr_one(export_dir: Path, timeout: float, use_cache: bool, version: str, freq: float) -> dict[str, Any]:
+    """Place and route the ice40 netlist with nextpnr-ice40; Fmax, utilisation, or why it does not fit."""
+    rel = Path("pnr") / PNR_FAMILY
+    work = export_dir / rel
+    netlist = Path("synth") / PNR_FAMILY / f"{PNR_TOP}.json"
+    cmd = [
+        PNR_EXE, *PNR_PART, "--json", str(netlist), "--top", PNR_TOP, "--freq", f"{freq:g}",
+        "--timing-allow-fail", "--seed", str(PNR_SEED), "--report", str(rel / "report.json"),
+        "-l", str(rel / "nextpnr.log"), "-q",
+    ]
+    try:
+        key = hashlib.sha256(
+            (export_dir / netlist).read_bytes() + " ".join(cmd).encode() + version.encode()
+        ).hexdigest()
+    except OSError as e:
+        raise DataError(
+            f"yosys wrote no place-and-route netlist ({e}); see {export_dir / 'synth' / PNR_FAMILY}"
+        ) from None
+    cached = work / "result.json"
+    res = _cached(cached, key, use_cache)
+    if res is not None:
+        return res
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    t0 = time.perf_counter()
+    proc = tools.run_tool(
+        cmd, export_dir, timeout, "nextpnr-ice40 place and route", check=False,
+        on_timeout="raise the timeout, report a smaller unit or skip place and route with --no-pnr",
+    )
+    seconds = time.perf_counter() - t0
+    try:
+        log = (work / "nextpnr.log").read_text(errors="replace")
+    except OSError:
+        log = proc.stderr or proc.stdout or ""
+    util = parse_utilisation(log)
+    res = {
+        "device": PNR_DEVICE,
+        "command": " ".join(cmd),
+        "target_mhz": freq,
+        "fits": does_not_fit(util) is None if util else None,
+        "routed": False,
+        "error": None,
+        "clock": None,
+        "fmax_mhz": None,
+        "meets_target": None,
+        **_pnr_result(util),
+        "utilisation": util,
+        "seconds": round(seconds, 2),
+        "cached": False,
+    }
+    if proc.returncode != 0:
+        errors = _ERROR_LINE.findall(log) or (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        res["error"] = does_not_fit(util) or (
+            f"nextpnr-ice40 failed (exit {proc.returncode}): {' | '.join(errors) or 'no message'}; "
+            f"see {work / 'nextpnr.log'}"
+        )
+    else:
+        try:
+            rep = json.loads((work / "report.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(f"nextpnr-ice40 wrote no readable report.json ({e}); see {work / 'nextpnr.log'}") from None
+        util = {
+            bel: {"used": int(u["used"]), "available": int(u["available"])}
+            for bel, u in rep.get("utilization", {}).items()
+        }
+        fmax = rep.get("fmax", {})
+        if not fmax:
+            raise DataError(f"nextpnr-ice40 reported no clock frequency; see {work / 'nextpnr.log'}")
+        clock = min(fmax, key=lambda c: fmax[c]["achieved"])  # the slowest clock domain (there is one)
+        res.update(_pnr_result(util))
+        res.update(
+            {
+                "fits": True,
+                "routed": True,
+                "clock": clock,
+                "fmax_mhz": round(float(fmax[clock]["achieved"]), 3),
+                "meets_target": float(fmax[clock]["achieved"]) >= freq,
+                "utilisation": util,
+            }
+        )
+    _store(cached, key, res)
+    return res
+
+
+def _family(
+    export_dir: Path, family: str, timeout: float, use_cache: bool, versions: dict[str, str],
+    ports: list[dict[str, Any]], pnr: bool, freq: float,
+) -> dict[str, Any]:
+    """One family: synthesis, then (iCE40, unless ``pnr`` is False) place and route; the pnr dict or None."""
+    res = _synth_one(export_dir, family, timeout, use_cache, versions["yosys"], ports)
+    res["pnr"] = None
+    if pnr and family == PNR_FAMILY:
+        res["pnr"] = _pnr_one(export_dir, timeout, use_cache, versions["nextpnr"], freq)
+        res["pnr"]["harness"] = res.get("pnr_harness")
     return res
 
 
@@ -158,31 +416,58 @@ def report(
     jobs: int | None = None,
     use_cache: bool = True,
     timeout: float = 3600.0,
+    pnr: bool = True,
+    freq: float = PNR_FREQ,
 ) -> dict[str, Any]:
     """Synthesize the export for each family (in parallel, `jobs` at a time) and return the resource numbers.
 
     Result: ``{"export_dir", "arch", "format", "multipliers" (M, the unit's), "multiplies_per_sample" (3d²),
-    "cycles_per_sample", "utilisation" (3d² / (M · cycles_per_sample)), "yosys", "families": {family: {"luts",
-    "ffs", "carry", "dsp", "bram", "lutram", "muxes", "other", "cells", "cells_by_type",
-    "dsp_matches_multipliers", "seconds", "cached", ...}}}``. A missing Yosys raises EnvironmentMismatchError
-    naming the install command.
+    "cycles_per_sample", "utilisation" (3d² / (M · cycles_per_sample)), "yosys", "nextpnr", "families":
+    {family: {"luts", "ffs", "carry", "dsp", "bram", "lutram", "muxes", "other", "cells", "cells_by_type",
+    "dsp_matches_multipliers", "seconds", "cached", "pnr", ...}}}``. ``pnr`` (ice40 only, None elsewhere or
+    with ``pnr=False``) holds nextpnr-ice40's numbers for a UP5K at target ``freq`` MHz: ``"fits", "routed",
+    "error"`` (e.g. "does not fit: needs 9 SB_MAC16, the UP5K has 8"), ``"fmax_mhz", "meets_target",
+    "samples_per_second"`` (Fmax / cycles_per_sample), ``"lcs", "dsp", "bram"`` (and ``*_available``),
+    ``"dsp_matches_yosys", "harness", "seconds", "cached"``. A missing Yosys or nextpnr-ice40 raises
+    EnvironmentMismatchError naming the install command.
     """
     fams = check_families(families)
+    try:
+        freq = float(freq)
+    except (TypeError, ValueError):
+        freq = float("nan")
+    if not freq > 0 or freq == float("inf"):
+        raise ConfigError(f"place-and-route target frequency {freq} MHz must be a positive number, e.g. 48")
     export_dir = Path(export_dir).resolve()
     manifest = load_manifest(export_dir)
     reason = yosys_missing()
     if reason:
         raise EnvironmentMismatchError(reason)
-    version = tools.tool_version("yosys", "-V")
+    pnr = pnr and PNR_FAMILY in fams
+    if pnr:
+        reason = nextpnr_missing()
+        if reason:
+            raise EnvironmentMismatchError(reason)
+    versions = {
+        "yosys": tools.tool_version("yosys", "-V"),
+        "nextpnr": tools.tool_version(PNR_EXE, "--version") if pnr else "",
+    }
+    ports = manifest.get("ports") or []
     workers = max(1, min(len(fams), jobs or os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {f: pool.submit(_synth_one, export_dir, f, timeout, use_cache, version) for f in fams}
+        futures = {
+            f: pool.submit(_family, export_dir, f, timeout, use_cache, versions, ports, pnr, freq) for f in fams
+        }
         results = {f: fut.result() for f, fut in futures.items()}
     m = manifest.get("multipliers")
-    for res in results.values():
-        res["dsp_matches_multipliers"] = m is not None and res["dsp"] == m
     d = manifest["format"]["size"]
     cps = manifest.get("cycles_per_sample")
+    for res in results.values():
+        res["dsp_matches_multipliers"] = m is not None and res["dsp"] == m
+        p = res["pnr"]
+        if p is not None:
+            p["samples_per_second"] = p["fmax_mhz"] * 1e6 / cps if p["fmax_mhz"] and cps else None
+            p["dsp_matches_yosys"] = p["dsp"] == res["dsp"] if p["utilisation"] else None
     return {
         "export_dir": str(export_dir),
         "arch": manifest.get("arch"),
@@ -192,6 +477,7 @@ def report(
         "cycles_per_sample": cps,
         "latency": manifest.get("latency"),
         "utilisation": 3 * d * d / (m * cps) if m and cps else None,
-        "yosys": version,
+        "yosys": versions["yosys"],
+        "nextpnr": versions["nextpnr"] or None,
         "families": results,
     }

@@ -187,7 +187,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import report
 
-    res = report(args.dir, args.families)
+    res = report(args.dir, args.families, pnr=not args.no_pnr, freq=args.freq)
     if args.json:
         _json(res)
         return 0
@@ -212,7 +212,44 @@ def cmd_report(args: argparse.Namespace) -> int:
             ]
         )
     print(_table(rows, ["family", "LUTs", "FFs", "carry", "DSPs", "DSPs = M", "BRAMs", "LUTRAM", "yosys s"]))
+    _print_pnr(res)
     return 0
+
+
+def _print_pnr(res: dict[str, Any]) -> None:
+    """The place-and-route table (families that were placed and routed), or nothing."""
+    pnr = {fam: r["pnr"] for fam, r in res["families"].items() if r.get("pnr")}
+    if not pnr:
+        return
+    rows = []
+    for fam, p in pnr.items():
+        secs = f"{p['seconds']:.1f}{' (cached)' if p['cached'] else ''}"
+        if not p["routed"]:
+            rows.append([fam, f"{p['lcs']}/{p['lcs_available']}", f"{p['dsp']}/{p['dsp_available']}",
+                         f"{p['bram']}/{p['bram_available']}", "-", "-", "-", secs, p["error"]])
+            continue
+        h = p.get("harness") or {}
+        rows.append(
+            [
+                fam,
+                f"{p['lcs']}/{p['lcs_available']}",
+                f"{p['dsp']}/{p['dsp_available']}",
+                f"{p['bram']}/{p['bram_available']}",
+                f"{p['fmax_mhz']:.2f}",
+                f"{p['samples_per_second'] / 1e6:.3g}" if p["samples_per_second"] else "-",
+                f"{'yes' if p['meets_target'] else 'no'} ({p['target_mhz']:g} MHz)",
+                secs,
+                f"incl. I/O harness: {h.get('ffs', '?')} FFs, {h.get('luts', '?')} LUTs",
+            ]
+        )
+    first = next(iter(pnr.values()))
+    print(f"place and route: {res['nextpnr']}, {first['device']}")
+    print(
+        _table(
+            rows,
+            ["family", "LCs", "DSPs", "BRAMs", "Fmax MHz", "Msamples/s", "target met", "nextpnr s", "note"],
+        )
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -291,12 +328,26 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("report", help="Yosys resource counts (LUT, FF, DSP, BRAM) per FPGA family")
+    p = sub.add_parser(
+        "report",
+        help="Yosys resource counts (LUT, FF, DSP, BRAM) per FPGA family; nextpnr Fmax and throughput on iCE40",
+    )
     p.add_argument("dir", type=Path, help="export directory")
     p.add_argument(
         "--families",
         default="ice40,ecp5,xilinx",
         help="comma-separated FPGA families (default ice40,ecp5,xilinx)",
+    )
+    p.add_argument(
+        "--no-pnr",
+        action="store_true",
+        help="skip nextpnr-ice40 place and route (Fmax, throughput) of the iCE40 result",
+    )
+    p.add_argument(
+        "--freq",
+        type=float,
+        default=48.0,
+        help="nextpnr target clock in MHz; the achieved Fmax is reported either way (default 48)",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_report)

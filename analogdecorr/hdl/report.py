@@ -159,6 +159,16 @@ def _cached(path: Path, key: str, use_cache: bool) -> dict[str, Any] | None:
     return None
 
 
+def _cached_or_fresh(work: Path, key: str, use_cache: bool) -> dict[str, Any] | None:
+    """The cached result in ``work`` for these inputs; otherwise None, with ``work`` emptied for a new run."""
+    res = _cached(work / "result.json", key, use_cache)
+    if res is None:
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+    return res
+
+
 def _store(path: Path, key: str, res: dict[str, Any]) -> None:
     """Write a result with its input key atomically (a killed run never leaves a half-written cache)."""
     tmp = path.with_suffix(".tmp")
@@ -247,13 +257,9 @@ def _synth_one(
     key = hashlib.sha256(
         (export_dir / f"{MODULE}.v").read_bytes() + script.encode() + harness.encode() + version.encode()
     ).hexdigest()
-    cached = work / "result.json"
-    res = _cached(cached, key, use_cache)
+    res = _cached_or_fresh(work, key, use_cache)
     if res is not None:
         return res
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
     (work / "synth.ys").write_text(script)
     if harness:
         (work / f"{PNR_TOP}.v").write_text(harness)
@@ -281,7 +287,7 @@ def _synth_one(
     )
     if harness_size is not None:
         res["pnr_harness"] = harness_size
-    _store(cached, key, res)
+    _store(work / "result.json", key, res)
     return res
 
 
@@ -329,13 +335,9 @@ def _pnr_one(export_dir: Path, timeout: float, use_cache: bool, version: str, fr
         raise DataError(
             f"yosys wrote no place-and-route netlist ({e}); see {export_dir / 'synth' / PNR_FAMILY}"
         ) from None
-    cached = work / "result.json"
-    res = _cached(cached, key, use_cache)
+    res = _cached_or_fresh(work, key, use_cache)
     if res is not None:
         return res
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
     t0 = time.perf_counter()
     proc = tools.run_tool(
         cmd, export_dir, timeout, "nextpnr-ice40 place and route", check=False,
@@ -392,7 +394,7 @@ def _pnr_one(export_dir: Path, timeout: float, use_cache: bool, version: str, fr
                 "utilisation": util,
             }
         )
-    _store(cached, key, res)
+    _store(work / "result.json", key, res)
     return res
 
 

@@ -258,8 +258,8 @@ def _toml_value(v: Any) -> str:
 # - decor "offdiag" at decor_lr 3e-5: the paper's `scaled` rule pins ‖z‖ to the raw (uncentred) ‖x‖, which
 #   inflates hidden-layer z and with it every NP update; on bounded pulsed devices (ConstantStep) that random-
 #   walked |W| into the bounds and collapsed NP+decor at lr 0.02 (.35 → .16). offdiag has no such scale and at
-#   3e-5 stays stable on every preset while still lowering the inputs' mean |off-diagonal correlation| (mnist1d
-#   layer 1: .20 → .11). `--decor scaled` remains available.
+#   3e-5 stays stable on fp, Idealized, ConstantStep and EcRAM while still lowering the inputs' mean
+#   |off-diagonal correlation| (mnist1d layer 1: .20 → .11). `--decor scaled` remains available.
 # - sigma 0.3: with the presets' noisy IO, sigma 0.1 sits too close to the read noise (NP+decor on digits/EcRAM
 #   peaked at .48 and fell to .35) while 0.3 reached .82/.79 (best/last); on ideal IO 0.1 and 0.3 are alike.
 ANALOG_DEFAULTS: dict[str, Any] = {

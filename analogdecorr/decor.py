@@ -65,32 +65,26 @@ def decor_update(
     """
     _check_rule(rule)
     k = z.shape[0]
-    gain = 1.0 / k  # multiplies Zᵀ Z products so that they equal ⟨z zᵀ⟩ (divided by m if scale_free)
-    sq = None
-    if scale_free or rule != "scaled":
-        sq = (z * z).mean(0)  # diag⟨z zᵀ⟩, shape (d,)
+    # `scaled`: s pins output power to input power; x is the raw (not demeaned) input, z the rows as given.
+    # s stays a tensor (no host synchronisation).
+    s = (x_raw.norm(dim=1) / (z.norm(dim=1) + _NORM_EPS)).mean() if rule == "scaled" else None
     if scale_free:
-        m = sq.mean().clamp_min(torch.finfo(sq.dtype).tiny)
-        gain = gain / m
-        sq = sq / m
+        # Rows scaled by 1/√m, m = mean diag⟨z zᵀ⟩: every ⟨z zᵀ⟩ below is then the correlation divided by m.
+        z = z * (z * z).mean().clamp_min(torch.finfo(z.dtype).tiny).rsqrt()
+    alpha = -lr / k  # (·) Zᵀ Z / k = ⟨z zᵀ⟩
     # Each rule as one fused R·(row scaling) + (d×k)(k×d) product: two passes over R, no d³ work.
     if rule == "scaled":
-        # s pins output power to input power; x is the raw (not demeaned) input.
         # R ← s R; R ← R − η R C  ⇔  R ← s (R − η (R Zᵀ) Z / k), C with its diagonal kept.
-        # s stays a tensor (no host synchronisation); scale_free makes gain a tensor too.
-        s = (x_raw.norm(dim=1) / (z.norm(dim=1) + _NORM_EPS)).mean()
-        if isinstance(gain, Tensor):
-            return torch.addmm(R, R @ z.T, z * gain, alpha=-lr).mul_(s)
-        return torch.addmm(R, R @ z.T, z, alpha=-lr * gain).mul_(s)
-    assert sq is not None
+        return torch.addmm(R, R @ z.T, z, alpha=alpha).mul_(s)
+    sq = (z * z).mean(0)  # diag⟨z zᵀ⟩, shape (d,)
     zr = z @ R  # k×d
     if rule == "offdiag":  # R − η (⟨z zᵀ⟩ R − diag⟨z²⟩ R)
-        return torch.addmm(R * (1.0 + lr * sq)[:, None], z.T, zr, alpha=-lr * gain)
+        return torch.addmm(R * (1.0 + lr * sq)[:, None], z.T, zr, alpha=alpha)
     if rule == "whiten":  # R − η (⟨z zᵀ⟩ R − R)
-        return torch.addmm(R * (1.0 + lr), z.T, zr, alpha=-lr * gain)
+        return torch.addmm(R * (1.0 + lr), z.T, zr, alpha=alpha)
     # kappa: R − η [(1−κ) (⟨z zᵀ⟩ − diag⟨z²⟩) R + κ diag(⟨z²⟩ − 1) R]
     row = 1.0 + lr * (1.0 - kappa) * sq - lr * kappa * (sq - 1.0)
-    return torch.addmm(R * row[:, None], z.T, zr, alpha=-lr * gain * (1.0 - kappa))
+    return torch.addmm(R * row[:, None], z.T, zr, alpha=alpha * (1.0 - kappa))
 
 
 class Decorrelator(nn.Module):

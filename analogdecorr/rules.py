@@ -198,8 +198,7 @@ class NodePerturbation(_Traced):
             h_pert = layer.act(a_pert + xi)
         logits = h
         loss_clean = F.cross_entropy(logits, y, reduction="none")
-        h = h_pert
-        delta = F.cross_entropy(h, y, reduction="none") - loss_clean
+        delta = F.cross_entropy(h_pert, y, reduction="none") - loss_clean
         self.last_delta = delta
         self.updater.begin()
         scale = delta / (self.sigma**2 * n)

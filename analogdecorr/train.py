@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -349,9 +350,8 @@ def _device_state(i: int, lin) -> dict:
 
 
 def _load_device_state(i: int, lin, state: dict) -> None:
-    from collections import OrderedDict
-
-    from .backends.analog import tile_blocks
+    """Write the saved hidden device parameters back into layer ``i``'s tiles (ConfigError on another device)."""
+    from .backends.analog import tile_blocks  # imports aihwkit: only analog runs get here
 
     for j, (tile, _, _) in enumerate(tile_blocks(lin)):
         prefix = f"{i}.linear.tile{j}."

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -438,7 +439,7 @@ def report(
         freq = float(freq)
     except (TypeError, ValueError):
         freq = float("nan")
-    if not freq > 0 or freq == float("inf"):
+    if not (math.isfinite(freq) and freq > 0):
         raise ConfigError(f"place-and-route target frequency {freq} MHz must be a positive number, e.g. 48")
     export_dir = Path(export_dir).resolve()
     manifest = load_manifest(export_dir)

@@ -15,6 +15,7 @@ from analogdecorr.errors import DataError, FormatError
 from analogdecorr.fixed.format import (
     QUANTIZE_MODES,
     ROUNDING_MODES,
+    UNIT_RULES,
     Lfsr,
     UnitFormat,
     dequantize,
@@ -226,12 +227,15 @@ BASE = dict(size=4, width=16, frac=12, r_width=24, r_frac=20, shift=12)
 
 
 def test_format_derived_numbers_and_roundtrip() -> None:
-    fmt = UnitFormat(**BASE, rounding="stochastic", delayed=True)
+    fmt = UnitFormat(**BASE, rounding="stochastic", rule="whiten", centre_shift=5)
     assert (fmt.one, fmt.r_one) == (4096, 1 << 20)
     assert (fmt.w_min, fmt.w_max, fmt.r_min, fmt.r_max) == (-32768, 32767, -(1 << 23), (1 << 23) - 1)
     assert fmt.update_drop == 2 * 12 + 12 - 20 == 16
     assert fmt.view_drop == 8 and fmt.view_rounding == "half_even" and fmt.eta == 2.0**-12
     assert fmt.acc_bits == 34 and fmt.multipliers_per_sample == 48
+    assert fmt.mu_bits == 21 and fmt.update_bits == 33 and fmt.intermediate_bits == 35
+    assert UnitFormat(**BASE).rule == "offdiag" and UnitFormat(**BASE).centre_shift == 0
+    assert set(UNIT_RULES) == {"offdiag", "whiten"}
     data = json.loads(json.dumps(fmt.to_dict()))
     assert UnitFormat.from_dict(data) == fmt
     assert UnitFormat(**BASE, rounding="trunc").view_rounding == "trunc"
@@ -269,7 +273,11 @@ def test_format_derived_numbers_and_roundtrip() -> None:
             "16 bits.*lfsr_width=8",
         ),
         (dict(size=2.5), "size=2.5 must be an integer"),
-        (dict(delayed="yes"), "delayed"),
+        (dict(rule="kappa"), "kappa.*4th product.*'offdiag' or 'whiten'"),
+        (dict(rule="whitne"), "did you mean 'whiten'"),
+        (dict(centre_shift=17), "centre_shift=17 is outside 0..16"),
+        (dict(centre_shift=-1), "centre_shift=-1"),
+        (dict(centre_shift=True), "centre_shift=True must be an integer"),
         (dict(r_width=63, r_frac=20), "int64"),
     ],
 )
@@ -278,8 +286,19 @@ def test_format_errors(change: dict, pattern: str) -> None:
         UnitFormat(**{**BASE, **change})
 
 
+def test_old_manifest_delayed_key() -> None:
+    old = {**BASE, "rounding": "half_even", "lfsr_width": 32, "lfsr_taps": [32, 22, 2, 1], "lfsr_seed": 0xACE1}
+    fmt = UnitFormat.from_dict({**old, "delayed": False})
+    assert fmt == UnitFormat(**BASE) and "delayed" not in fmt.to_dict()
+    with pytest.raises(FormatError, match="delayed.*removed"):
+        UnitFormat.from_dict({**old, "delayed": True})
+    with pytest.raises(TypeError):
+        UnitFormat(**BASE, delayed=False)  # the constructor no longer knows it
+
+
 def test_format_boundaries_are_legal() -> None:
     UnitFormat(size=2, width=8, frac=0, r_width=8, r_frac=0, shift=0)
+    UnitFormat(size=2, width=18, frac=17, r_width=40, r_frac=39, shift=39, rule="whiten", centre_shift=16)
     UnitFormat(size=2, width=18, frac=17, r_width=40, r_frac=39, shift=39)
     assert (
         UnitFormat(

@@ -44,7 +44,6 @@ def reference_run(fmt: UnitFormat, X: list[list[int]], R0: list[list[int]], lear
     flags = dict.fromkeys(OVERFLOW_KEYS, 0)
     state = fmt.lfsr_seed
     R = [row[:] for row in R0]
-    R_before_prev = [row[:] for row in R0]  # R before the previous sample's update (delayed mode)
     zs = []
 
     def view(Rm: list[list[int]], count: bool) -> list[list[int]]:
@@ -59,8 +58,7 @@ def reference_run(fmt: UnitFormat, X: list[list[int]], R0: list[list[int]], lear
 
     for x in X:
         Rw = view(R, True)
-        Rz = view(R_before_prev, False) if fmt.delayed else Rw
-        z = [_sat(_rnd(sum(Rz[i][j] * x[j] for j in range(d)), F, other), W, flags, "z") for i in range(d)]
+        z = [_sat(_rnd(sum(Rw[i][j] * x[j] for j in range(d)), F, other), W, flags, "z") for i in range(d)]
         zs.append(z)
         if not learn:
             continue
@@ -83,7 +81,6 @@ def reference_run(fmt: UnitFormat, X: list[list[int]], R0: list[list[int]], lear
                 else:
                     delta = u * (1 << -drop)
                 new[i][j] = _sat(R[i][j] - delta, fmt.r_width, flags, "r")
-        R_before_prev = R
         R = new
     return zs, R, flags, state
 
@@ -156,7 +153,6 @@ def formats(draw: st.DrawFn) -> UnitFormat:
         FR,
         s,
         rounding=mode,
-        delayed=draw(st.booleans()),
         lfsr_seed=draw(st.integers(1, (1 << 32) - 1)),
     )
 
@@ -179,9 +175,8 @@ def test_model_matches_python_reference(fmt: UnitFormat, data: st.DataObject) ->
 
 
 @pytest.mark.parametrize("mode", ROUNDING_MODES)
-@pytest.mark.parametrize("delayed", [False, True])
-def test_model_matches_reference_longer_stream(mode: str, delayed: bool) -> None:
-    fmt = UnitFormat(3, 10, 6, 16, 11, 4, rounding=mode, delayed=delayed)
+def test_model_matches_reference_longer_stream(mode: str) -> None:
+    fmt = UnitFormat(3, 10, 6, 16, 11, 4, rounding=mode)
     rng = np.random.default_rng(1)
     X, _ = quantize(rng.normal(0, 1.5, (150, 3)), 10, 6)
     assert_matches_reference(fmt, X, identity(fmt))
@@ -205,37 +200,6 @@ def test_identity_passthrough(mode: str) -> None:
         np.testing.assert_array_equal(on.R, identity(fmt))
     else:  # floor/stochastic rounding move R by at most one LSB per sample
         assert np.abs(on.R - identity(fmt)).max() <= 300
-
-
-def test_delayed_differs_exactly_as_specified() -> None:
-    fmt = UnitFormat(3, 12, 8, 20, 16, 6)
-    dly = UnitFormat(3, 12, 8, 20, 16, 6, delayed=True)
-    rng = np.random.default_rng(3)
-    X, _ = quantize(rng.normal(0, 1, (12, 3)), 12, 8)
-    a, b = run(fmt, X), run(dly, X)
-    # sample 0 and sample 1 both see the loaded R in delayed mode; sample 0 is the same in both modes
-    assert a.z[0].tolist() == b.z[0].tolist()
-    assert b.z[1].tolist() == run(fmt, X[1:2], learn=False).z[0].tolist()
-    assert a.z[1].tolist() != b.z[1].tolist()
-    # z_t (delayed) = forward of x_t with the delayed run's R after t−1 samples
-    for t in range(2, len(X)):
-        R_tm1 = run(dly, X[: t - 1]).R
-        assert b.z[t].tolist() == run(dly, X[t : t + 1], R_tm1, learn=False).z[0].tolist()
-    # forward-only: no update, so delay makes no difference
-    np.testing.assert_array_equal(run(fmt, X, learn=False).z, run(dly, X, learn=False).z)
-
-
-def test_delayed_update_uses_current_R() -> None:
-    # one step of the delayed unit from (R_prev, R_cur): build it from two-sample runs and check against the
-    # non-delayed update of R_cur driven by the old z
-    fmt = UnitFormat(2, 8, 4, 10, 6, 2, delayed=True)
-    X = np.array([[24, -4], [10, 20]])
-    res = run(fmt, X, np.array(R0_HAND))
-    zs, R, _, _ = reference_run(fmt, X.tolist(), R0_HAND)
-    assert res.z.tolist() == zs and res.R.tolist() == R
-    R1 = run(fmt, X[:1], np.array(R0_HAND)).R
-    assert res.z[1].tolist() == run(fmt, X[1:2], np.array(R0_HAND), learn=False).z[0].tolist()
-    assert R1.tolist() == HAND_EXPECTED["half_even"][1]
 
 
 def test_overflow_flags_fire() -> None:

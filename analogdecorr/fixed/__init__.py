@@ -4,6 +4,7 @@ from .compare import compare
 from .format import (
     QUANTIZE_MODES,
     ROUNDING_MODES,
+    UNIT_RULES,
     Lfsr,
     UnitFormat,
     dequantize,
@@ -17,6 +18,7 @@ from .model import Result, run
 __all__ = [
     "QUANTIZE_MODES",
     "ROUNDING_MODES",
+    "UNIT_RULES",
     "Lfsr",
     "Result",
     "UnitFormat",

@@ -1,8 +1,8 @@
 """Integer model against the float ``offdiag`` rule on one input stream (verification layer 4 of SPEC §4).
 
 The float reference is SPEC §2's per-sample rank-1 ``offdiag`` rule, R ← R − η (z zᵀ − diag(z²)) R with
-η = 2^−s, run sample by sample on exactly the quantised input the integer model sees (and with the same
-delayed schedule when ``fmt.delayed``), so every difference is the fixed-point arithmetic.
+η = 2^−s, run sample by sample on exactly the quantised input the integer model sees, so every difference is
+the fixed-point arithmetic.
 """
 
 from __future__ import annotations
@@ -40,19 +40,17 @@ def correlated_input(fmt: UnitFormat, samples: int, rho: float, seed: int) -> np
     return X
 
 
-def float_offdiag(x: np.ndarray, eta: float, delayed: bool = False, trace_every: int = 0):
+def float_offdiag(x: np.ndarray, eta: float, trace_every: int = 0):
     """Float64 per-sample ``offdiag`` rule from R = I: returns (z (n, d), final R, R trace like ``run``'s)."""
     n, d = x.shape
     R = np.eye(d)
-    R_prev = R
     z_all = np.empty((n, d))
     trace = []
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(n):
-            z = (R_prev if delayed else R) @ x[t]
+            z = R @ x[t]
             z_all[t] = z
             v = R.T @ z  # (zᵀR)_j; (z zᵀ R)_ij = z_i v_j, (diag(z²) R)_ij = z_i² R_ij
-            R_prev = R
             R = R - eta * (np.outer(z, v) - (z * z)[:, None] * R)
             if trace_every and (t + 1) % trace_every == 0:
                 trace.append(R)
@@ -85,7 +83,7 @@ def compare(fmt: UnitFormat, samples: int = 40000, rho: float = 0.3, seed: int =
     checkpoints = 8
     every = samples // checkpoints
     res = run(fmt, X, trace_every=every)
-    zf, Rf, trace_f = float_offdiag(x, fmt.eta, fmt.delayed, trace_every=every)
+    zf, Rf, trace_f = float_offdiag(x, fmt.eta, trace_every=every)
     R_int = dequantize(res.R, fmt.r_frac)
     z_int = dequantize(res.z, fmt.frac)
     tail = slice(samples - samples // 4, samples)

@@ -89,8 +89,7 @@ def run(
 
     Per sample (NUMERICS.md "One sample"): Rw = sat_W(rnd(R, F_R − F)); z = sat_W(rnd(Rw x, F));
     p = sat_W(rnd(z_i Rw_ij, F)); v = sat_W(rnd(Σ_i z_i Rw_ij, F)); e = sat_W(v_j − p_ij);
-    R ← sat_WR(R − rnd(z_i e_ij, 2F + s − F_R)). With ``fmt.delayed`` z of sample t uses the R from before
-    sample t−1's update. ``learn=False`` is the unit's forward-only mode (no update, R unchanged).
+    R ← sat_WR(R − rnd(z_i e_ij, 2F + s − F_R)). ``learn=False`` is the unit's forward-only mode (R unchanged).
     ``trace_every`` > 0 records R after every ``trace_every`` samples in ``Result.R_trace`` (for drift plots).
     ``overflow_counts`` counts saturated words per quantity: ``rw`` once per R view a sample's update used (so
     each distinct view once), ``z``, ``p``, ``v``, ``e``, ``r`` per written word.
@@ -125,7 +124,6 @@ def run(
 
     mask = (1 << drop) - 1 if stochastic else 0
     rand = np.empty((0, d, d), dtype=np.int64)
-    Rw_prev = None
     trace = [] if trace_every > 0 else None
     for t in range(n):
         if stochastic and t % _LFSR_CHUNK == 0:
@@ -133,9 +131,8 @@ def run(
             # consumed by sample, column j (outer), row i (inner): reshape to [t, j, i], swap to [t, i, j]
             rand = (lfsr.draw(m * d * d) & mask).reshape(m, d, d).transpose(0, 2, 1)
         Rw = view(R)
-        Rz = Rw_prev if fmt.delayed and Rw_prev is not None else Rw
         # 1. z = sat_W(rnd(Rw x, F))
-        a = rnd_data(Rz @ X[t])
+        a = rnd_data(Rw @ X[t])
         z = _clamp(a, wlo, whi)
         counts["z"] += int(np.count_nonzero(z != a))
         Z[t] = z
@@ -162,7 +159,6 @@ def run(
         a = R - delta
         R = _clamp(a, rlo, rhi)
         counts["r"] += int(np.count_nonzero(R != a))
-        Rw_prev = Rw
         if trace is not None and (t + 1) % trace_every == 0:
             trace.append(R)
     R_trace = None if trace is None else np.array(trace, dtype=np.int64).reshape(-1, d, d)

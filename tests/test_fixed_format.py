@@ -287,7 +287,13 @@ def test_format_errors(change: dict, pattern: str) -> None:
 
 
 def test_old_manifest_delayed_key() -> None:
-    old = {**BASE, "rounding": "half_even", "lfsr_width": 32, "lfsr_taps": [32, 22, 2, 1], "lfsr_seed": 0xACE1}
+    old = {
+        **BASE,
+        "rounding": "half_even",
+        "lfsr_width": 32,
+        "lfsr_taps": [32, 22, 2, 1],
+        "lfsr_seed": 0xACE1,
+    }
     fmt = UnitFormat.from_dict({**old, "delayed": False})
     assert fmt == UnitFormat(**BASE) and "delayed" not in fmt.to_dict()
     with pytest.raises(FormatError, match="delayed.*removed"):

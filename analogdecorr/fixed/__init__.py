@@ -13,7 +13,7 @@ from .format import (
     saturate,
     word_range,
 )
-from .model import Result, run
+from .model import Result, UnitState, run
 
 __all__ = [
     "QUANTIZE_MODES",
@@ -22,6 +22,7 @@ __all__ = [
     "Lfsr",
     "Result",
     "UnitFormat",
+    "UnitState",
     "compare",
     "dequantize",
     "quantize",

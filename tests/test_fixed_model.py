@@ -122,6 +122,7 @@ def assert_matches_reference(fmt: UnitFormat, X: np.ndarray, R0: np.ndarray, lea
     assert res.z.tolist() == zs
     assert res.R.tolist() == R
     assert res.state.mu.tolist() == mu
+    assert all(-(1 << (fmt.mu_bits - 1)) <= a < 1 << (fmt.mu_bits - 1) for a in mu)  # mu needs no saturation
     assert res.overflow_counts == flags
     assert res.overflow == any(flags.values())
     assert res.lfsr_state == state

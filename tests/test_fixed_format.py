@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analogdecorr.errors import DataError, FormatError
+from analogdecorr.errors import ConfigError, DataError, FormatError
 from analogdecorr.fixed.format import (
     QUANTIZE_MODES,
     ROUNDING_MODES,
@@ -19,9 +19,11 @@ from analogdecorr.fixed.format import (
     Lfsr,
     UnitFormat,
     dequantize,
+    lr_for_shift,
     quantize,
     round_shift,
     saturate,
+    shift_for_lr,
 )
 
 DETERMINISTIC = ("trunc", "half_up", "half_even")
@@ -316,3 +318,47 @@ def test_format_boundaries_are_legal() -> None:
     assert fmt.lfsr_taps == (32, 22, 2, 1) and type(fmt.size) is int
     # stochastic needing exactly lfsr_width bits is fine
     UnitFormat(**{**BASE, "rounding": "stochastic", "lfsr_width": 16, "lfsr_taps": (16, 15, 13, 4)})
+
+
+# ------------------------------------------------------------------------------------------------ lr ↔ shift
+def test_shift_for_lr_worked_example() -> None:
+    # the analog default: decor_lr 3e-5 per batch of 64 with sample_frac 0.1 -> k = floor(6.4) + 1 = 7 rows
+    k = math.floor(0.1 * 64) + 1
+    assert k == 7
+    s = shift_for_lr(3e-5, k)
+    assert s == 18  # log2(7 / 3e-5) = 17.83
+    assert lr_for_shift(18, 7) == 7 * 2.0**-18
+    assert 0.85 < 2.0**-s / (3e-5 / 7) < 0.9  # η = 3.81e-6 vs lr/k = 4.29e-6
+
+
+@given(st.floats(1e-9, 1.0), st.integers(1, 256))
+def test_shift_for_lr_is_nearest_in_log_scale(lr: float, k: int) -> None:
+    s = shift_for_lr(lr, k)
+    step = lr / k
+    assert 2.0**-0.5 <= 2.0**-s / step <= 2.0**0.5 * (1 + 1e-12)
+    # the neighbours are no closer in log scale
+    for other in (s - 1, s + 1):
+        if other >= 0:
+            assert (
+                abs(math.log2(lr_for_shift(other, k) / lr)) >= abs(math.log2(lr_for_shift(s, k) / lr)) - 1e-9
+            )
+    assert shift_for_lr(lr_for_shift(s, k), k) == s  # round trip
+
+
+def test_shift_for_lr_errors() -> None:
+    with pytest.raises(FormatError, match=r"lr/k = 2 > 1.*decor_lr <= 1.41"):
+        shift_for_lr(2.0, 1)
+    assert shift_for_lr(1.4, 1) == 0  # within √2 of η = 1: still s = 0
+    with pytest.raises(FormatError, match=r"needs shift=24.*largest legal shift 20.*r_frac >= 24"):
+        shift_for_lr(7 * 2.0**-24, 7, max_shift=20)
+    assert shift_for_lr(7 * 2.0**-20, 7, max_shift=20) == 20
+    for bad in (0.0, -1e-4, float("nan"), float("inf"), "3e-5", True):
+        with pytest.raises(ConfigError, match="decor_lr"):
+            shift_for_lr(bad, 7)
+    for bad_rows in (0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="rows_per_update"):
+            shift_for_lr(1e-4, bad_rows)
+    with pytest.raises(ConfigError, match="shift=-1"):
+        lr_for_shift(-1, 7)
+    with pytest.raises(ConfigError, match="rows_per_update=0"):
+        lr_for_shift(3, 0)

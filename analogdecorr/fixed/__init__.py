@@ -8,9 +8,11 @@ from .format import (
     Lfsr,
     UnitFormat,
     dequantize,
+    lr_for_shift,
     quantize,
     round_shift,
     saturate,
+    shift_for_lr,
     word_range,
 )
 from .model import Result, UnitState, run
@@ -25,9 +27,11 @@ __all__ = [
     "UnitState",
     "compare",
     "dequantize",
+    "lr_for_shift",
     "quantize",
     "round_shift",
     "run",
     "saturate",
+    "shift_for_lr",
     "word_range",
 ]

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import DataError, FormatError
+from ..errors import ConfigError, DataError, FormatError
 
 ROUNDING_MODES = ("trunc", "half_up", "half_even", "stochastic")
 #: Update rules the unit implements (NUMERICS.md "Rules"); both use 3d² multiplies per sample.
@@ -239,6 +239,67 @@ def _check_lfsr(width: Any, taps: Any, seed: Any) -> None:
             f"lfsr_seed={seed} must be in 1..2^{width}-1 (seed 0 locks the LFSR at 0); "
             f"use e.g. {0xACE1 if width >= 16 else 1}"
         )
+
+
+# --------------------------------------------------------------------------------------------------- lr ↔ shift
+def _check_rows(rows_per_update: Any) -> int:
+    if isinstance(rows_per_update, bool):
+        raise ConfigError(f"rows_per_update={rows_per_update!r} must be an integer >= 1, not a bool")
+    try:
+        rows = operator.index(rows_per_update)
+    except TypeError:
+        raise ConfigError(f"rows_per_update={rows_per_update!r} must be an integer >= 1") from None
+    if rows < 1:
+        raise ConfigError(
+            f"rows_per_update={rows}: the float rule averages over k >= 1 learning rows per batch "
+            "(k = floor(sample_frac * batch_size) + 1)"
+        )
+    return rows
+
+
+def shift_for_lr(decor_lr: float, rows_per_update: int, *, max_shift: int = MAX_INTERMEDIATE_BITS) -> int:
+    """The unit's shift s whose per-sample step η = 2^−s matches a float rule's ``decor_lr``.
+
+    The float rule's lr is per batch over k = ``rows_per_update`` learning rows: ΔR = −lr ⟨z zᵀ⟩ R
+    = −(lr/k) Σ z zᵀ R, so one learning sample of the unit should step by lr/k, and s = round(log2(k / lr))
+    (nearest in log scale: η is within a factor √2 of lr/k). ``max_shift`` is the largest legal s (pass the
+    format's ``r_frac``: a smaller η underflows R's LSB). Out of range: FormatError naming the fix.
+    """
+    rows = _check_rows(rows_per_update)
+    if isinstance(decor_lr, bool) or not isinstance(decor_lr, (int, float, np.floating, np.integer)):
+        raise ConfigError(f"decor_lr={decor_lr!r} must be a number > 0")
+    lr = float(decor_lr)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"decor_lr={decor_lr!r} must be a finite number > 0 (e.g. 3e-5)")
+    step = lr / rows
+    shift = round(math.log2(rows / lr))
+    if shift < 0:
+        raise FormatError(
+            f"decor_lr={lr:g} over k={rows} rows is a per-sample step lr/k = {step:.3g} > 1, but the unit's "
+            f"η = 2^-shift is at most 1 (shift >= 0); use decor_lr <= {rows * math.sqrt(2):.3g}"
+        )
+    if shift > max_shift:
+        raise FormatError(
+            f"decor_lr={lr:g} over k={rows} rows needs shift={shift} (η = 2^-{shift} ≈ lr/k = {step:.3g}), "
+            f"above the largest legal shift {max_shift} (η would underflow R's LSB 2^-r_frac); "
+            f"use r_frac >= {shift} or a larger decor_lr"
+        )
+    return shift
+
+
+def lr_for_shift(shift: int, rows_per_update: int) -> float:
+    """Inverse of ``shift_for_lr``: the float per-batch lr over k learning rows that η = 2^−shift matches
+    (k · 2^−shift)."""
+    rows = _check_rows(rows_per_update)
+    if isinstance(shift, bool):
+        raise ConfigError(f"shift={shift!r} must be an integer >= 0, not a bool")
+    try:
+        s = operator.index(shift)
+    except TypeError:
+        raise ConfigError(f"shift={shift!r} must be an integer >= 0") from None
+    if s < 0:
+        raise ConfigError(f"shift={s}: η = 2^-shift needs shift >= 0 (η <= 1)")
+    return rows * 2.0**-s
 
 
 # --------------------------------------------------------------------------------------------------- format

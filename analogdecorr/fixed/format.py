@@ -8,6 +8,7 @@ and on numpy int64 arrays alike (the model uses arrays, the RTL tests often use 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import operator
 from dataclasses import asdict, dataclass, fields
@@ -164,49 +165,82 @@ class Lfsr:
         self._state = ((s << 1) | fb) & self._mask
         return self._state
 
-    def draw(self, n: int) -> np.ndarray:
+    def draw(self, n: int, bits: int | None = None) -> np.ndarray:
         """The next n values as int64 (current value first), advancing n steps: ≡ n × (read value, step()).
 
-        Vectorised: the output bit sequence obeys b[m] = XOR_t b[m − t]; over GF(2) squaring the feedback
-        polynomial gives b[m] = XOR_t b[m − t·L] for L = 2^k once m ≥ max_tap·(L − 1), so blocks of L bits are
-        computed at once, L growing with the history.
+        ``bits``: return only each value's ``bits`` low bits (what stochastic rounding reads), which is cheaper.
+        Vectorised in two stages. The output bit sequence b (b[p] = XOR_t b[p − t]) is extended in blocks of L
+        bits from the last L + width − 1 known ones: every polynomial multiple of the feedback polynomial
+        c(x) = 1 + Σ_t x^t is a valid recurrence, and 1 + x^L r(x) with r = x^−L mod c gives
+        b[p] = XOR_{k in r} b[p − L − k], so the known length about doubles per block. Each value is then a
+        window of b, assembled by doubling: V_2j[p] = V_j[p] | V_j[p − j] << j.
         """
         n = operator.index(n)
         if n < 0:
             raise ValueError("draw needs n >= 0")
         w = self.width
-        # bits[w + m] = feedback bit of step m (m ≥ 0); bits[w − 1 − i] = seed bit i, so state_m's bit i is
-        # bits[w + m − 1 − i].
-        bits = np.zeros(w + n, dtype=np.uint8)
+        k = w if bits is None else operator.index(bits)
+        if not 0 <= k <= w:
+            raise ValueError(f"draw bits={k} must be in 0..{w}")
+        # seq[w − 1 − i] = seed bit i; seq[w + m] = feedback of step m, so state_m bit i is seq[w + m − 1 − i]
+        seq = np.zeros(w + n, dtype=np.uint8)
         for i in range(w):
-            bits[w - 1 - i] = (self._state >> i) & 1
-        tmax = max(self.taps)
-        m = 0
-        while m < n:
-            blk_l = _pow2_floor(m // tmax + 1)  # largest power of two L with tmax·(L − 1) <= m
-            blk = min(blk_l, n - m)
-            base = w + m
-            acc = np.zeros(blk, dtype=np.uint8)
-            for t in self.taps:
-                start = base - t * blk_l
-                acc ^= bits[start : start + blk]
-            bits[base : base + blk] = acc
-            m += blk
-        out = np.zeros(n, dtype=np.int64)
-        for i in range(w):
-            # state_m bit i = bits[w + m − 1 − i]
-            out |= bits[w - 1 - i : w - 1 - i + n].astype(np.int64) << i
-        # new state = state_n
+            seq[w - 1 - i] = (self._state >> i) & 1
+        known = w
+        while known < w + n:
+            block = min(known - w + 1, w + n - known)
+            for lag in _lfsr_block_taps(self.taps, w, known - w + 1):
+                # b[p] for p in [known, known + block): XOR of b[p − L − k], L = known − w + 1
+                start = known - (known - w + 1) - lag
+                seq[known : known + block] ^= seq[start : start + block]
+            known += block
+        # values: windows of `span` bits ending at position w − 1 + m (newest bit = bit 0); only positions from
+        # w − span on feed them (bits before the seed read as 0 and are masked off below)
+        span = 1
+        while span < max(k, 1):
+            span *= 2
+        dtype = np.uint32 if span <= 32 else np.uint64
+        first = max(0, w - span)
+        vals = seq[first:].astype(dtype)
+        j = 1
+        while j < span:
+            vals[j:] |= vals[:-j] << dtype(j)
+            j *= 2
         state = 0
         for i in range(w):
-            state |= int(bits[w + n - 1 - i]) << i
+            state |= int(seq[w + n - 1 - i]) << i
         self._state = state
-        return out
+        out = vals[w - 1 - first : w - 1 - first + n]
+        return (out & dtype((1 << k) - 1)).astype(np.int64)
 
 
-def _pow2_floor(x: int) -> int:
-    """Largest power of two <= x (x >= 1)."""
-    return 1 << (x.bit_length() - 1)
+def _gf2_mulmod(a: int, b: int, mod: int, deg: int) -> int:
+    """a·b mod ``mod`` over GF(2) (polynomials as int bit masks, ``mod`` of degree ``deg``)."""
+    out = 0
+    while b:
+        if b & 1:
+            out ^= a
+        b >>= 1
+        a <<= 1
+        if (a >> deg) & 1:
+            a ^= mod
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _lfsr_block_taps(taps: tuple[int, ...], width: int, block: int) -> tuple[int, ...]:
+    """Lags k of the recurrence b[p] = XOR_k b[p − block − k]: the set bits of x^−block mod c(x)."""
+    c = 1
+    for t in taps:
+        c |= 1 << t
+    g = c >> 1  # x·g(x) = c(x) − 1 ≡ 1 (mod c): g = x^−1 mod c
+    r, base, e = 1, g, block
+    while e:
+        if e & 1:
+            r = _gf2_mulmod(r, base, c, width)
+        base = _gf2_mulmod(base, base, c, width)
+        e >>= 1
+    return tuple(i for i in range(width) if (r >> i) & 1)
 
 
 def _check_lfsr(width: Any, taps: Any, seed: Any) -> None:

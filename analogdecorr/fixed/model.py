@@ -285,6 +285,9 @@ def _run(
             Z[start:stop] = sat(acc, wlo, whi, "z")
             _record(trace, trace_every, start, stop, R)
             continue
+        if use_float:
+            R, mu = _learn_float(fmt, X, Z, start, stop, R, mu, counts, kernel.rand, lfsr, trace, trace_every)
+            continue
         for t in range(start, stop):
             x = X[t].astype(dt)
             if m:
@@ -310,6 +313,116 @@ def _run(
     final = UnitState(R_out, mu.astype(np.int64), lfsr.value)
     R_trace = np.array(trace, dtype=np.int64).reshape(-1, d, d) if trace_every > 0 else None
     return Result(Z, R_out, any(counts.values()), counts, lfsr.value, R_trace, final)
+
+
+def _float_round(mode: str) -> Callable[[np.ndarray], np.ndarray]:
+    """In-place rounding of already scaled float64 values (y = v·2^−k exact) to integers by ``mode``."""
+    if mode == "trunc":
+        return lambda y: np.floor(y, out=y)
+    if mode == "half_up":
+        return lambda y: np.floor(np.add(y, 0.5, out=y), out=y)
+    return lambda y: np.rint(y, out=y)
+
+
+def _learn_float(
+    fmt: UnitFormat,
+    X: np.ndarray,
+    Z: np.ndarray,
+    start: int,
+    stop: int,
+    R: np.ndarray,
+    mu: np.ndarray,
+    counts: dict[str, int],
+    rand: _RandomStream,
+    lfsr: Lfsr,
+    trace: list[np.ndarray],
+    trace_every: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Learning samples start..stop−1 on the float64 kernel, written for speed (the hot loop of fixed-point
+    training); computes exactly the generic loop's integers, which the tests check.
+
+    Every scaling by 2^−k is folded into one multiply before the rounding (exact: powers of two, values below
+    2^52). Saturation checks that cannot fire are skipped from bounds: rounding is monotone, so the view's
+    extremes are the rounded extremes of R (known from the previous update's check), and |p| and |e| are bounded
+    by max|z|·max|Rw| and max|v| + max|p|.
+    """
+    m, F = fmt.centre_shift, fmt.frac
+    wlo, whi = word_range(fmt.width)
+    rlo, rhi = fmt.r_min, fmt.r_max
+    rnd = _float_round(fmt.view_rounding)
+    c_view, c_data, c_mu = 2.0**-fmt.view_drop, 2.0**-F, 2.0**-m
+    drop = fmt.update_drop
+    c_upd = 2.0**-drop
+    stochastic = fmt.rounding == "stochastic" and drop > 0
+    rnd_upd = None if drop <= 0 or stochastic else _float_round(fmt.rounding)
+    whiten = fmt.rule == "whiten"
+    rw_scale = 2.0**F * c_upd  # (Rw << F) at the update's scale
+    two_m = 2.0**m
+    Xf = X[start:stop].astype(np.float64)
+    r_min, r_max = float(R.min()), float(R.max())
+
+    def sat_vec(a: np.ndarray, key: str) -> np.ndarray:
+        if a.min() < wlo or a.max() > whi:
+            c = np.minimum(np.maximum(a, wlo), whi)
+            counts[key] += int(np.count_nonzero(c != a))
+            return c
+        return a
+
+    def sat_mat(a: np.ndarray, key: str) -> None:
+        lo, hi = a.min(), a.max()
+        if lo < wlo or hi > whi:
+            counts[key] += int(np.count_nonzero((a < wlo) | (a > whi)))
+            np.clip(a, wlo, whi, out=a)
+
+    for t in range(stop - start):
+        x = Xf[t]
+        if m:
+            xc = sat_vec(x - rnd(mu * c_mu), "xc")
+            mu = mu + rnd((x * two_m - mu) * c_mu)
+        else:
+            xc = x
+        # view Rw = sat_W(rnd(R, F_R − F)); its extremes are rnd of R's extremes
+        if fmt.view_drop:
+            Rw = rnd(np.multiply(R, c_view))
+            v_lo, v_hi = rnd(np.array([r_min * c_view, r_max * c_view]))
+        else:
+            Rw = R.copy()
+            v_lo, v_hi = r_min, r_max
+        if v_lo < wlo or v_hi > whi:
+            counts["rw"] += int(np.count_nonzero((Rw < wlo) | (Rw > whi)))
+            np.clip(Rw, wlo, whi, out=Rw)
+            v_lo, v_hi = max(v_lo, wlo), min(v_hi, whi)
+        rw_abs = max(-v_lo, v_hi)
+        z = sat_vec(rnd((Rw @ xc) * c_data), "z")
+        Z[start + t] = z
+        v = sat_vec(rnd((z @ Rw) * c_data), "v")
+        if whiten:
+            upd = np.multiply.outer(z * c_upd, v)
+            upd -= Rw * rw_scale
+        else:
+            z_abs = np.abs(z).max()
+            p = rnd(np.multiply((z * c_data)[:, None], Rw))
+            p_bound = z_abs * rw_abs * c_data + 1.0
+            if p_bound > whi or -p_bound < wlo:
+                sat_mat(p, "p")
+                p_bound = float(np.abs(p).max())
+            e = np.subtract(v, p, out=p)
+            e_bound = float(np.abs(v).max()) + p_bound
+            if e_bound > whi or -e_bound < wlo:
+                sat_mat(e, "e")
+            upd = np.multiply((z * c_upd)[:, None], e, out=e)
+        if stochastic:
+            np.floor(np.add(upd, rand.next(lfsr), out=upd), out=upd)
+        elif rnd_upd is not None:
+            rnd_upd(upd)
+        R = np.subtract(R, upd, out=upd)
+        r_min, r_max = float(R.min()), float(R.max())
+        if r_min < rlo or r_max > rhi:
+            counts["r"] += int(np.count_nonzero((R < rlo) | (R > rhi)))
+            np.clip(R, rlo, rhi, out=R)
+            r_min, r_max = max(r_min, rlo), min(r_max, rhi)
+        _record(trace, trace_every, start + t, start + t + 1, R)
+    return R, mu
 
 
 def _record(trace: list[np.ndarray], every: int, start: int, stop: int, R: np.ndarray) -> None:
@@ -391,6 +504,8 @@ class _RandomStream:
             k = min(self.chunk, self.remaining)
             raw = lfsr.draw(k * d * d, bits=self.bits)
             self.buf = np.ascontiguousarray(raw.reshape(k, d, d).transpose(0, 2, 1)).astype(self.dtype)
+            if self.dtype is np.float64:  # the float kernel adds r·2^−drop to the already scaled update
+                self.buf *= 2.0**-self.bits
             self.pos = 0
             self.remaining -= k
         out = self.buf[self.pos]

@@ -242,6 +242,21 @@ def test_lfsr_draw_bits_matches_step(spec: tuple[int, tuple[int, ...]], data: st
         b.draw(3, bits=width + 1)
 
 
+@pytest.mark.parametrize(
+    "width, taps",
+    [(5, (5, 3)), (8, (8, 6, 5, 4)), (16, (16, 15, 13, 4)), (32, (32, 22, 2, 1)), (62, (62, 1))],
+)
+def test_lfsr_long_draw_matches_step(width: int, taps: tuple[int, ...]) -> None:
+    # 9000 values: past the 4096 directly computed bits, through two block recurrences
+    a, b = Lfsr(width, taps, 1), Lfsr(width, taps, 1)
+    ref = []
+    for _ in range(9000):
+        ref.append(a.value)
+        a.step()
+    np.testing.assert_array_equal(b.draw(9000), ref)
+    assert a.value == b.value
+
+
 def test_lfsr_default_has_no_short_cycle() -> None:
     seq = Lfsr().draw(200_000)
     assert len(np.unique(seq)) == len(seq)

@@ -169,8 +169,9 @@ class Lfsr:
         """The next n values as int64 (current value first), advancing n steps: ≡ n × (read value, step()).
 
         ``bits``: return only each value's ``bits`` low bits (what stochastic rounding reads), which is cheaper.
-        Vectorised in two stages. The output bit sequence b (b[p] = XOR_t b[p − t]) is extended in blocks of L
-        bits from the last L + width − 1 known ones: every polynomial multiple of the feedback polynomial
+        Vectorised in three stages. The first 4096 output bits are linear in the state (one parity per bit).
+        The output bit sequence b (b[p] = XOR_t b[p − t]) is then extended in blocks of L bits from the last
+        L + width − 1 known ones: every polynomial multiple of the feedback polynomial
         c(x) = 1 + Σ_t x^t is a valid recurrence, and 1 + x^L r(x) with r = x^−L mod c gives
         b[p] = XOR_{k in r} b[p − L − k], so the known length about doubles per block. Each value is then a
         window of b, assembled by doubling: V_2j[p] = V_j[p] | V_j[p − j] << j.
@@ -182,11 +183,13 @@ class Lfsr:
         k = w if bits is None else operator.index(bits)
         if not 0 <= k <= w:
             raise ValueError(f"draw bits={k} must be in 0..{w}")
-        # seq[w − 1 − i] = seed bit i; seq[w + m] = feedback of step m, so state_m bit i is seq[w + m − 1 − i]
+        # seq[w − 1 − i] = seed bit i; seq[w + m] = feedback of step m, so state_m bit i is seq[w + m − 1 − i].
+        # The first bits are linear in the state: bit p = parity(rows[p] & state), one vectorised step.
+        rows = _lfsr_bit_rows(self.taps, w)
+        head = min(w + n, len(rows))
         seq = np.zeros(w + n, dtype=np.uint8)
-        for i in range(w):
-            seq[w - 1 - i] = (self._state >> i) & 1
-        known = w
+        seq[:head] = np.bitwise_count(rows[:head] & np.uint64(self._state)) & np.uint8(1)
+        known = head
         while known < w + n:
             block = min(known - w + 1, w + n - known)
             for lag in _lfsr_block_taps(self.taps, w, known - w + 1):
@@ -225,6 +228,23 @@ def _gf2_mulmod(a: int, b: int, mod: int, deg: int) -> int:
         if (a >> deg) & 1:
             a ^= mod
     return out
+
+
+_LFSR_HEAD_BITS = (
+    4096  # bits of an LFSR draw computed directly from the state (the rest by block recurrences)
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _lfsr_bit_rows(taps: tuple[int, ...], width: int) -> np.ndarray:
+    """Masks over the state's bits: output bit p of ``draw``'s sequence is the parity of (mask p & state)."""
+    rows = [1 << (width - 1 - p) for p in range(width)]  # the state's own bits, MSB first
+    for p in range(width, width + _LFSR_HEAD_BITS):
+        fb = 0
+        for t in taps:
+            fb ^= rows[p - t]
+        rows.append(fb)
+    return np.array(rows, dtype=np.uint64)
 
 
 @functools.lru_cache(maxsize=4096)

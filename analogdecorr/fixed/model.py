@@ -12,8 +12,9 @@ passes) and int64 (any legal format). ``run`` picks float64 whenever the format 
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ OVERFLOW_KEYS = ("xc", "rw", "z", "p", "v", "e", "r")
 #: The float64 kernel is used when every intermediate fits this many bits (sign included): exact in a double.
 FLOAT_EXACT_BITS = 52
 _LFSR_CHUNK_WORDS = 1 << 16  # LFSR values drawn at once in stochastic mode (bounds memory at large d)
+_BLAS_THREAD_MIN = 1 << 15  # multiply-adds above which a block product is kept to one BLAS thread
 
 
 @dataclass
@@ -178,6 +180,9 @@ def _segments(mask: np.ndarray) -> list[tuple[int, int, bool]]:
     n = len(mask)
     if n == 0:
         return []
+    first = bool(mask[0])
+    if mask.all() if first else not mask.any():
+        return [(0, n, first)]
     edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
     starts = np.concatenate(([0], edges))
     stops = np.concatenate((edges, [n]))
@@ -209,29 +214,36 @@ def run(
     """
     # W ≤ 18 and the format check bound every intermediate below 2^62: int64 arithmetic is exact.
     assert fmt.intermediate_bits <= MAX_INTERMEDIATE_BITS
-    with _single_threaded_blas():
-        return _run(fmt, X, R0, learn, state, trace_every, uses_float_kernel(fmt))
+    return _run(fmt, X, R0, learn, state, trace_every, uses_float_kernel(fmt))
 
 
-_blas_controller: Any = None
+_blas_libs: list[Any] | None = None
 
 
-def _single_threaded_blas() -> contextlib.AbstractContextManager:
-    """Limit numpy's BLAS to one thread while the model runs: its products are small (d ≤ a few hundred), and
-    a second BLAS thread on a busy machine made the forward block's matmul 10-100× slower (measured: 57×100 by
-    100×100 took 15 ms instead of 30 µs with two helpers' jobs running). threadpoolctl comes with scikit-learn;
-    without it nothing is limited."""
-    global _blas_controller
-    if _blas_controller is None:
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """Keep numpy's BLAS to one thread for a forward block's matrix product: the products are small, and a
+    second BLAS thread on a busy machine made them 10-100× slower (measured: 57×100 by 100×100 took 15 ms
+    instead of 30 µs while other jobs ran). Uses threadpoolctl (a scikit-learn dependency) through its
+    per-library controllers, which costs about a microsecond; without it nothing is limited."""
+    global _blas_libs
+    if _blas_libs is None:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
-            _blas_controller = False
+            _blas_libs = []
         else:
-            _blas_controller = ThreadpoolController()
-    if _blas_controller is False:
-        return contextlib.nullcontext()
-    return _blas_controller.limit(limits=1, user_api="blas")
+            _blas_libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    before = [lib.get_num_threads() for lib in _blas_libs]
+    for lib, threads in zip(_blas_libs, before, strict=True):
+        if threads != 1:
+            lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, threads in zip(_blas_libs, before, strict=True):
+            if threads != 1:
+                lib.set_num_threads(threads)
 
 
 def _run(
@@ -281,7 +293,11 @@ def _run(
             if m:
                 Xb = sat(Xb - rnd_mu(mu.copy()), wlo, whi, "xc")
             Rw = sat(rnd_view(R.copy()), wlo, whi, "rw", k)
-            acc = rnd_data(kernel.matmul(Xb, Rw.T))
+            if use_float and k * d * d >= _BLAS_THREAD_MIN:
+                with _single_threaded_blas():
+                    acc = rnd_data(kernel.matmul(Xb, Rw.T))
+            else:
+                acc = rnd_data(kernel.matmul(Xb, Rw.T))
             Z[start:stop] = sat(acc, wlo, whi, "z")
             _record(trace, trace_every, start, stop, R)
             continue
@@ -324,6 +340,14 @@ def _float_round(mode: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda y: np.rint(y, out=y)
 
 
+#: The same roundings on one python float (exact: the values are integers times a power of two below 2^52).
+_SCALAR_ROUND: dict[str, Callable[[float], float]] = {
+    "trunc": lambda y: float(math.floor(y)),
+    "half_up": lambda y: float(math.floor(y + 0.5)),
+    "half_even": lambda y: float(round(y)),  # python's round is half-to-even
+}
+
+
 def _learn_float(
     fmt: UnitFormat,
     X: np.ndarray,
@@ -350,6 +374,7 @@ def _learn_float(
     wlo, whi = word_range(fmt.width)
     rlo, rhi = fmt.r_min, fmt.r_max
     rnd = _float_round(fmt.view_rounding)
+    rnd_scalar = _SCALAR_ROUND[fmt.view_rounding]
     c_view, c_data, c_mu = 2.0**-fmt.view_drop, 2.0**-F, 2.0**-m
     drop = fmt.update_drop
     c_upd = 2.0**-drop
@@ -384,7 +409,7 @@ def _learn_float(
         # view Rw = sat_W(rnd(R, F_R − F)); its extremes are rnd of R's extremes
         if fmt.view_drop:
             Rw = rnd(np.multiply(R, c_view))
-            v_lo, v_hi = rnd(np.array([r_min * c_view, r_max * c_view]))
+            v_lo, v_hi = rnd_scalar(r_min * c_view), rnd_scalar(r_max * c_view)
         else:
             Rw = R.copy()
             v_lo, v_hi = r_min, r_max
@@ -494,7 +519,7 @@ class _RandomStream:
         self.dtype = dtype
         self.chunk = max(1, _LFSR_CHUNK_WORDS // (self.d * self.d))
         self.remaining = 0  # learning samples still to come in this run (set by _run)
-        self.buf = np.empty((0, self.d, self.d), dtype=dtype)
+        self.buf: np.ndarray = np.empty((0, self.d, self.d), dtype=dtype)
         self.pos = 0
 
     def next(self, lfsr: Lfsr) -> np.ndarray:
@@ -502,12 +527,11 @@ class _RandomStream:
         d = self.d
         if self.pos == len(self.buf):
             k = min(self.chunk, self.remaining)
-            raw = lfsr.draw(k * d * d, bits=self.bits)
-            self.buf = np.ascontiguousarray(raw.reshape(k, d, d).transpose(0, 2, 1)).astype(self.dtype)
-            if self.dtype is np.float64:  # the float kernel adds r·2^−drop to the already scaled update
-                self.buf *= 2.0**-self.bits
+            raw = lfsr.draw(k * d * d, bits=self.bits).reshape(k, d, d)  # [sample, j, i]
+            # the float kernel adds r·2^−drop to the already scaled update
+            self.buf = raw if self.dtype is np.int64 else np.multiply(raw, 2.0**-self.bits)
             self.pos = 0
             self.remaining -= k
-        out = self.buf[self.pos]
+        out = self.buf[self.pos].T  # [i, j]
         self.pos += 1
         return out

@@ -367,8 +367,9 @@ def _learn_float(
 
     Every scaling by 2^−k is folded into one multiply before the rounding (exact: powers of two, values below
     2^52). Saturation checks that cannot fire are skipped from bounds: rounding is monotone, so the view's
-    extremes are the rounded extremes of R (known from the previous update's check), and |p| and |e| are bounded
-    by max|z|·max|Rw| and max|v| + max|p|.
+    extremes are the rounded extremes of R; R's extremes are tracked as bounds (exact after a check, widened by
+    the largest possible step, max|U|·2^−drop + 1, after each update, and recomputed only when they leave the
+    range); |p| and |e| are bounded by max|z|·max|Rw| and max|v| + max|p|.
     """
     m, F = fmt.centre_shift, fmt.frac
     wlo, whi = word_range(fmt.width)
@@ -382,9 +383,11 @@ def _learn_float(
     rnd_upd = None if drop <= 0 or stochastic else _float_round(fmt.rounding)
     whiten = fmt.rule == "whiten"
     rw_scale = 2.0**F * c_upd  # (Rw << F) at the update's scale
-    two_m = 2.0**m
     Xf = X[start:stop].astype(np.float64)
-    r_min, r_max = float(R.min()), float(R.max())
+    # bounds on R's extremes: exact after a check, widened by the largest possible step after each update
+    r_lo, r_hi = float(R.min()), float(R.max())
+    exact = True
+    e_limit = float(max(-wlo, whi))
 
     def sat_vec(a: np.ndarray, key: str) -> np.ndarray:
         if a.min() < wlo or a.max() > whi:
@@ -402,17 +405,18 @@ def _learn_float(
     for t in range(stop - start):
         x = Xf[t]
         if m:
-            xc = sat_vec(x - rnd(mu * c_mu), "xc")
-            mu = mu + rnd((x * two_m - mu) * c_mu)
+            y = mu * c_mu  # mu in x's units; ((x << m) − mu)·2^−m = x − y exactly
+            xc = sat_vec(x - rnd(y.copy()), "xc")
+            mu = mu + rnd(x - y)
         else:
             xc = x
         # view Rw = sat_W(rnd(R, F_R − F)); its extremes are rnd of R's extremes
-        if fmt.view_drop:
-            Rw = rnd(np.multiply(R, c_view))
-            v_lo, v_hi = rnd_scalar(r_min * c_view), rnd_scalar(r_max * c_view)
-        else:
-            Rw = R.copy()
-            v_lo, v_hi = r_min, r_max
+        Rw = rnd(np.multiply(R, c_view)) if fmt.view_drop else R.copy()
+        v_lo, v_hi = rnd_scalar(r_lo * c_view), rnd_scalar(r_hi * c_view)
+        if (v_lo < wlo or v_hi > whi) and not exact:
+            r_lo, r_hi = float(R.min()), float(R.max())
+            exact = True
+            v_lo, v_hi = rnd_scalar(r_lo * c_view), rnd_scalar(r_hi * c_view)
         if v_lo < wlo or v_hi > whi:
             counts["rw"] += int(np.count_nonzero((Rw < wlo) | (Rw > whi)))
             np.clip(Rw, wlo, whi, out=Rw)
@@ -421,11 +425,12 @@ def _learn_float(
         z = sat_vec(rnd((Rw @ xc) * c_data), "z")
         Z[start + t] = z
         v = sat_vec(rnd((z @ Rw) * c_data), "v")
+        z_abs = float(np.abs(z).max())
         if whiten:
             upd = np.multiply.outer(z * c_upd, v)
             upd -= Rw * rw_scale
+            step = (z_abs * float(np.abs(v).max()) + rw_abs * 2.0**F) * c_upd + 1.0
         else:
-            z_abs = np.abs(z).max()
             p = rnd(np.multiply((z * c_data)[:, None], Rw))
             p_bound = z_abs * rw_abs * c_data + 1.0
             if p_bound > whi or -p_bound < wlo:
@@ -435,17 +440,23 @@ def _learn_float(
             e_bound = float(np.abs(v).max()) + p_bound
             if e_bound > whi or -e_bound < wlo:
                 sat_mat(e, "e")
+                e_bound = e_limit
             upd = np.multiply((z * c_upd)[:, None], e, out=e)
+            step = z_abs * e_bound * c_upd + 1.0
         if stochastic:
             np.floor(np.add(upd, rand.next(lfsr), out=upd), out=upd)
         elif rnd_upd is not None:
             rnd_upd(upd)
         R = np.subtract(R, upd, out=upd)
-        r_min, r_max = float(R.min()), float(R.max())
-        if r_min < rlo or r_max > rhi:
-            counts["r"] += int(np.count_nonzero((R < rlo) | (R > rhi)))
-            np.clip(R, rlo, rhi, out=R)
-            r_min, r_max = max(r_min, rlo), min(r_max, rhi)
+        # every rounded step is at most |U|·2^−drop + 1 in size: widen the bounds, check R only if they leave
+        r_lo, r_hi, exact = r_lo - step, r_hi + step, False
+        if r_lo < rlo or r_hi > rhi:
+            r_lo, r_hi = float(R.min()), float(R.max())
+            exact = True
+            if r_lo < rlo or r_hi > rhi:
+                counts["r"] += int(np.count_nonzero((R < rlo) | (R > rhi)))
+                np.clip(R, rlo, rhi, out=R)
+                r_lo, r_hi = max(r_lo, rlo), min(r_hi, rhi)
         _record(trace, trace_every, start + t, start + t + 1, R)
     return R, mu
 

@@ -293,7 +293,7 @@ def _run(
             if m:
                 Xb = sat(Xb - rnd_mu(mu.copy()), wlo, whi, "xc")
             Rw = sat(rnd_view(R.copy()), wlo, whi, "rw", k)
-            if use_float and k * d * d >= _BLAS_THREAD_MIN:
+            if k * d * d >= _BLAS_THREAD_MIN:
                 with _single_threaded_blas():
                     acc = rnd_data(kernel.matmul(Xb, Rw.T))
             else:
@@ -482,8 +482,10 @@ class _IntKernel:
     def rounder(mode: str, k: int) -> Callable[..., np.ndarray]:
         return _int_rounder(mode, k)
 
-    @staticmethod
-    def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """A forward block's product: float64 BLAS when every sum fits 52 bits (exact), else int64."""
+        if self.fmt.acc_bits <= FLOAT_EXACT_BITS:
+            return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
         return a @ b
 
     @staticmethod
@@ -510,6 +512,10 @@ class _FloatKernel(_IntKernel):
     @staticmethod
     def rounder(mode: str, k: int) -> Callable[..., np.ndarray]:
         return _float_rounder(mode, k)
+
+    @staticmethod
+    def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a @ b
 
     def update(self, U: np.ndarray, lfsr: Lfsr) -> np.ndarray:
         if self.stochastic:

@@ -389,32 +389,45 @@ def _learn_float(
     exact = True
     e_limit = float(max(-wlo, whi))
 
-    def sat_vec(a: np.ndarray, key: str) -> np.ndarray:
-        if a.min() < wlo or a.max() > whi:
-            c = np.minimum(np.maximum(a, wlo), whi)
-            counts[key] += int(np.count_nonzero(c != a))
-            return c
-        return a
+    vmin, vmax = np.minimum.reduce, np.maximum.reduce
+
+    def sat_vec(a: np.ndarray, key: str) -> float:
+        """Clamp the vector ``a`` to the W-bit range in place (counting); returns max |a| afterwards."""
+        lo, hi = float(vmin(a)), float(vmax(a))
+        if lo < wlo or hi > whi:
+            counts[key] += int(np.count_nonzero((a < wlo) | (a > whi)))
+            np.clip(a, wlo, whi, out=a)
+            lo, hi = max(lo, wlo), min(hi, whi)
+        return max(-lo, hi)
 
     def sat_mat(a: np.ndarray, key: str) -> None:
-        lo, hi = a.min(), a.max()
+        lo, hi = vmin(a, axis=None), vmax(a, axis=None)
         if lo < wlo or hi > whi:
             counts[key] += int(np.count_nonzero((a < wlo) | (a > whi)))
             np.clip(a, wlo, whi, out=a)
 
+    mu = mu.copy()  # updated in place below
+    Zf = np.empty((stop - start, fmt.size))
+    view_drop = fmt.view_drop
+    # xc = x − rnd(mu·2^−m) cannot saturate while max|x| + max|rnd(mu·2^−m)| fits: mu only moves towards the
+    # samples, so max|mu·2^−m| stays below the larger of its start value and max|x| over the block
+    x_abs = float(vmax(np.abs(Xf), axis=None)) if len(Xf) else 0.0
+    xc_safe = 2.0 * max(x_abs, float(vmax(np.abs(mu), axis=None)) * c_mu) + 1.0 <= min(-wlo, whi)
     for t in range(stop - start):
         x = Xf[t]
         if m:
-            y = mu * c_mu  # mu in x's units; ((x << m) − mu)·2^−m = x − y exactly
-            xc = sat_vec(x - rnd(y.copy()), "xc")
-            mu = mu + rnd(x - y)
+            y = np.multiply(mu, c_mu)  # mu in x's units; ((x << m) − mu)·2^−m = x − y exactly
+            xc = np.subtract(x, rnd(y.copy()))
+            if not xc_safe:
+                sat_vec(xc, "xc")
+            np.add(mu, rnd(np.subtract(x, y, out=y)), out=mu)
         else:
             xc = x
         # view Rw = sat_W(rnd(R, F_R − F)); its extremes are rnd of R's extremes
-        Rw = rnd(np.multiply(R, c_view)) if fmt.view_drop else R.copy()
+        Rw = rnd(np.multiply(R, c_view)) if view_drop else R.copy()
         v_lo, v_hi = rnd_scalar(r_lo * c_view), rnd_scalar(r_hi * c_view)
         if (v_lo < wlo or v_hi > whi) and not exact:
-            r_lo, r_hi = float(R.min()), float(R.max())
+            r_lo, r_hi = float(vmin(R, axis=None)), float(vmax(R, axis=None))
             exact = True
             v_lo, v_hi = rnd_scalar(r_lo * c_view), rnd_scalar(r_hi * c_view)
         if v_lo < wlo or v_hi > whi:
@@ -422,22 +435,24 @@ def _learn_float(
             np.clip(Rw, wlo, whi, out=Rw)
             v_lo, v_hi = max(v_lo, wlo), min(v_hi, whi)
         rw_abs = max(-v_lo, v_hi)
-        z = sat_vec(rnd((Rw @ xc) * c_data), "z")
-        Z[start + t] = z
-        v = sat_vec(rnd((z @ Rw) * c_data), "v")
-        z_abs = float(np.abs(z).max())
+        z = Zf[t]
+        rnd(np.multiply(np.matmul(Rw, xc, out=z), c_data, out=z))
+        z_abs = sat_vec(z, "z")
+        zc = z * c_data
+        v = rnd(np.matmul(zc, Rw))
+        v_abs = sat_vec(v, "v")
         if whiten:
             upd = np.multiply.outer(z * c_upd, v)
             upd -= Rw * rw_scale
-            step = (z_abs * float(np.abs(v).max()) + rw_abs * 2.0**F) * c_upd + 1.0
+            step = (z_abs * v_abs + rw_abs * 2.0**F) * c_upd + 1.0
         else:
-            p = rnd(np.multiply((z * c_data)[:, None], Rw))
+            p = rnd(np.multiply(zc[:, None], Rw))
             p_bound = z_abs * rw_abs * c_data + 1.0
             if p_bound > whi or -p_bound < wlo:
                 sat_mat(p, "p")
-                p_bound = float(np.abs(p).max())
+                p_bound = float(vmax(np.abs(p), axis=None))
             e = np.subtract(v, p, out=p)
-            e_bound = float(np.abs(v).max()) + p_bound
+            e_bound = v_abs + p_bound
             if e_bound > whi or -e_bound < wlo:
                 sat_mat(e, "e")
                 e_bound = e_limit
@@ -451,13 +466,15 @@ def _learn_float(
         # every rounded step is at most |U|·2^−drop + 1 in size: widen the bounds, check R only if they leave
         r_lo, r_hi, exact = r_lo - step, r_hi + step, False
         if r_lo < rlo or r_hi > rhi:
-            r_lo, r_hi = float(R.min()), float(R.max())
+            r_lo, r_hi = float(vmin(R, axis=None)), float(vmax(R, axis=None))
             exact = True
             if r_lo < rlo or r_hi > rhi:
                 counts["r"] += int(np.count_nonzero((R < rlo) | (R > rhi)))
                 np.clip(R, rlo, rhi, out=R)
                 r_lo, r_hi = max(r_lo, rlo), min(r_hi, rhi)
-        _record(trace, trace_every, start + t, start + t + 1, R)
+        if trace_every > 0:
+            _record(trace, trace_every, start + t, start + t + 1, R)
+    Z[start:stop] = Zf
     return R, mu
 
 

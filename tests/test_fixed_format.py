@@ -240,6 +240,13 @@ def test_lfsr_draw_bits_matches_step(spec: tuple[int, tuple[int, ...]], data: st
     assert a.value == b.value
     with pytest.raises(ValueError, match="bits"):
         b.draw(3, bits=width + 1)
+    words = Lfsr(width, taps, seed).draw_words(50, bits=bits)
+    assert words.dtype == {8: np.uint8, 16: np.uint16, 32: np.uint32}.get(
+        max(8, 1 << (bits - 1).bit_length()), np.uint64
+    )
+    np.testing.assert_array_equal(
+        words, ref[:50] if sum(chunks) >= 50 else Lfsr(width, taps, seed).draw(50, bits)
+    )
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,13 @@ class Lfsr:
         """The next n values as int64 (current value first), advancing n steps: ≡ n × (read value, step()).
 
         ``bits``: return only each value's ``bits`` low bits (what stochastic rounding reads), which is cheaper.
+        """
+        return self.draw_words(n, bits).astype(np.int64)
+
+    def draw_words(self, n: int, bits: int | None = None) -> np.ndarray:
+        """``draw`` as the narrowest unsigned words holding the values (uint8..uint64), without the int64 copy.
+
+        ``bits``: return only each value's ``bits`` low bits (what stochastic rounding reads), which is cheaper.
         Vectorised in three stages. The first 4096 output bits are linear in the state (one parity per bit).
         The output bit sequence b (b[p] = XOR_t b[p − t]) is then extended in blocks of L values from the last
         L + width + 6 known ones: every polynomial multiple of the feedback polynomial c(x) = 1 + Σ_t x^t is a
@@ -214,7 +221,7 @@ class Lfsr:
             nxt[span:] |= nxt[:-span] << wide(span)
             vals, span = nxt, 2 * span
         out = vals[w - 1 : w - 1 + n]
-        return (out & vals.dtype.type((1 << k) - 1)).astype(np.int64)
+        return out & vals.dtype.type((1 << k) - 1)
 
 
 def _gf2_mulmod(a: int, b: int, mod: int, deg: int) -> int:

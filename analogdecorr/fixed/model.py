@@ -561,9 +561,12 @@ class _RandomStream:
         d = self.d
         if self.pos == len(self.buf):
             k = min(self.chunk, self.remaining)
-            raw = lfsr.draw(k * d * d, bits=self.bits).reshape(k, d, d)  # [sample, j, i]
+            raw = lfsr.draw_words(k * d * d, bits=self.bits).reshape(k, d, d)  # [sample, j, i]
             # the float kernel adds r·2^−drop to the already scaled update
-            self.buf = raw if self.dtype is np.int64 else np.multiply(raw, 2.0**-self.bits)
+            if self.dtype is np.int64:
+                self.buf = raw.astype(np.int64)
+            else:
+                self.buf = np.multiply(raw, 2.0**-self.bits, dtype=np.float64)
             self.pos = 0
             self.remaining -= k
         out = self.buf[self.pos].T  # [i, j]

@@ -149,8 +149,14 @@ class Lfsr:
         self._state = int(seed)
 
     @classmethod
-    def from_format(cls, fmt: UnitFormat) -> Lfsr:
-        return cls(fmt.lfsr_width, fmt.lfsr_taps, fmt.lfsr_seed)
+    def from_format(cls, fmt: UnitFormat, state: int | None = None) -> Lfsr:
+        """The format's LFSR at its seed, or at ``state`` (a value the LFSR reached; the format is checked)."""
+        if state is None:
+            return cls(fmt.lfsr_width, fmt.lfsr_taps, fmt.lfsr_seed)
+        lfsr = cls.__new__(cls)
+        lfsr.width, lfsr.taps, lfsr._mask = fmt.lfsr_width, fmt.lfsr_taps, (1 << fmt.lfsr_width) - 1
+        lfsr._state = int(state)
+        return lfsr
 
     @property
     def value(self) -> int:

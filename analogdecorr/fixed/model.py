@@ -12,6 +12,7 @@ passes) and int64 (any legal format). ``run`` picks float64 whenever the format 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import operator
 from collections.abc import Callable, Iterator
@@ -29,6 +30,8 @@ OVERFLOW_KEYS = ("xc", "rw", "z", "p", "v", "e", "r")
 FLOAT_EXACT_BITS = 52
 _LFSR_CHUNK_WORDS = 1 << 16  # LFSR values drawn at once in stochastic mode (bounds memory at large d)
 _BLAS_THREAD_MIN = 1 << 15  # multiply-adds above which a block product is kept to one BLAS thread
+_INT_KINDS = ("i", "u")
+_vmin, _vmax = np.minimum.reduce, np.maximum.reduce  # ndarray.min/max without their python wrappers
 
 
 @dataclass
@@ -70,8 +73,10 @@ def identity(fmt: UnitFormat) -> np.ndarray:
     return np.eye(fmt.size, dtype=np.int64) * fmt.r_one
 
 
+@functools.lru_cache(maxsize=256)
 def uses_float_kernel(fmt: UnitFormat) -> bool:
     """True when every intermediate of ``fmt`` is exact in float64 (the faster kernel applies)."""
+    assert fmt.intermediate_bits <= MAX_INTERMEDIATE_BITS  # the format check: int64 is always exact
     return fmt.intermediate_bits <= FLOAT_EXACT_BITS
 
 
@@ -113,11 +118,11 @@ def _check_inputs(
     X = np.asarray(X_in)
     if X.ndim != 2 or X.shape[1] != fmt.size:
         raise DataError(f"X has shape {X.shape}; the unit needs (n, {fmt.size}) (one sample per row)")
-    if X.size and not np.issubdtype(X.dtype, np.integer):
+    if X.size and X.dtype.kind not in _INT_KINDS:
         raise DataError(f"X has dtype {X.dtype}; pass integers (use fixed.format.quantize on floats)")
-    X = X.astype(np.int64)
+    X = X.astype(np.int64, copy=False)
     lo, hi = word_range(fmt.width)
-    if X.size and (X.min() < lo or X.max() > hi):
+    if X.size and (_vmin(X, axis=None) < lo or _vmax(X, axis=None) > hi):
         raise DataError(
             f"X holds values outside signed {fmt.width}-bit [{lo}, {hi}]; quantize/saturate the input first"
         )
@@ -131,12 +136,12 @@ def _check_inputs(
     if not isinstance(state, UnitState):
         raise DataError(f"state must be a fixed.model.UnitState (Result.state), got {type(state).__name__}")
     mu = np.asarray(state.mu)
-    if mu.shape != (fmt.size,) or not np.issubdtype(mu.dtype, np.integer):
+    if mu.shape != (fmt.size,) or mu.dtype.kind not in _INT_KINDS:
         raise DataError(f"state.mu must be {fmt.size} integers, got shape {mu.shape} dtype {mu.dtype}")
     mlo, mhi = word_range(fmt.mu_bits)
     if fmt.centre_shift == 0 and np.any(mu != 0):
         raise DataError("state.mu is not zero but the format has centre_shift=0 (no running mean)")
-    if mu.min() < mlo or mu.max() > mhi:
+    if _vmin(mu) < mlo or _vmax(mu) > mhi:
         raise DataError(f"state.mu holds values outside signed {fmt.mu_bits}-bit [{mlo}, {mhi}]")
     try:
         lfsr = operator.index(state.lfsr)
@@ -153,10 +158,10 @@ def _check_r(fmt: UnitFormat, R_in: object, name: str) -> np.ndarray:
     R = np.asarray(R_in)
     if R.shape != (fmt.size, fmt.size):
         raise DataError(f"{name} has shape {R.shape}; the unit needs ({fmt.size}, {fmt.size})")
-    if not np.issubdtype(R.dtype, np.integer):
+    if R.dtype.kind not in _INT_KINDS:
         raise DataError(f"{name} has dtype {R.dtype}; pass integers in the R format (1.0 = 2^{fmt.r_frac})")
-    R = R.astype(np.int64)
-    if R.min() < fmt.r_min or R.max() > fmt.r_max:
+    R = R.astype(np.int64, copy=False)
+    if _vmin(R, axis=None) < fmt.r_min or _vmax(R, axis=None) > fmt.r_max:
         raise DataError(f"{name} holds values outside signed {fmt.r_width}-bit [{fmt.r_min}, {fmt.r_max}]")
     return R
 
@@ -169,7 +174,7 @@ def _learn_mask(learn: object, n: int) -> np.ndarray:
     if arr.shape != (n,):
         raise DataError(f"learn has shape {arr.shape}; give a bool or one bool per sample, shape ({n},)")
     if arr.dtype != np.bool_:
-        if not np.issubdtype(arr.dtype, np.integer) or (arr.size and not np.isin(arr, (0, 1)).all()):
+        if arr.dtype.kind not in _INT_KINDS or (arr.size and not np.isin(arr, (0, 1)).all()):
             raise DataError("learn must hold booleans (or 0/1) per sample")
         arr = arr.astype(bool)
     return arr
@@ -213,7 +218,6 @@ def run(
     of consecutive chunks add up to one run's counts.
     """
     # W ≤ 18 and the format check bound every intermediate below 2^62: int64 arithmetic is exact.
-    assert fmt.intermediate_bits <= MAX_INTERMEDIATE_BITS
     return _run(fmt, X, R0, learn, state, trace_every, uses_float_kernel(fmt))
 
 
@@ -266,7 +270,7 @@ def _run(
     kernel = _FloatKernel(fmt) if use_float else _IntKernel(fmt)
     kernel.rand.remaining = int(np.count_nonzero(mask))
     counts = dict.fromkeys(OVERFLOW_KEYS, 0)
-    lfsr = Lfsr(fmt.lfsr_width, fmt.lfsr_taps, st.lfsr)
+    lfsr = Lfsr.from_format(fmt, st.lfsr)
     R = st.R.astype(dt)
     mu = st.mu.astype(dt)
     Z = np.empty((n, d), dtype=np.int64)
@@ -279,7 +283,7 @@ def _run(
 
     def sat(a: np.ndarray, lo: int, hi: int, key: str, times: int = 1) -> np.ndarray:
         """Clamp to [lo, hi] counting the clamped words (``times``: per sample that reads them)."""
-        if a.size and (a.min() < lo or a.max() > hi):
+        if a.size and (_vmin(a, axis=None) < lo or _vmax(a, axis=None) > hi):
             c = np.minimum(np.maximum(a, lo), hi)
             counts[key] += times * int(np.count_nonzero(c != a))
             return c
@@ -385,7 +389,7 @@ def _learn_float(
     rw_scale = 2.0**F * c_upd  # (Rw << F) at the update's scale
     Xf = X[start:stop].astype(np.float64)
     # bounds on R's extremes: exact after a check, widened by the largest possible step after each update
-    r_lo, r_hi = float(R.min()), float(R.max())
+    r_lo, r_hi = float(_vmin(R, axis=None)), float(_vmax(R, axis=None))
     exact = True
     e_limit = float(max(-wlo, whi))
 
@@ -493,7 +497,7 @@ class _IntKernel:
         self.drop = fmt.update_drop
         self.stochastic = fmt.rounding == "stochastic" and self.drop > 0
         self.rnd_update = _int_rounder(fmt.rounding, max(self.drop, 0))
-        self.rand = _RandomStream(fmt, np.int64)
+        self.rand = _RandomStream(fmt, np.int64 if type(self) is _IntKernel else np.float64)
 
     @staticmethod
     def rounder(mode: str, k: int) -> Callable[..., np.ndarray]:
@@ -523,7 +527,6 @@ class _FloatKernel(_IntKernel):
     def __init__(self, fmt: UnitFormat):
         super().__init__(fmt)
         self.rnd_update = _float_rounder(fmt.rounding, max(self.drop, 0))
-        self.rand = _RandomStream(fmt, np.float64)
         self.left = 2.0 ** max(0, -self.drop)
 
     @staticmethod

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analogdecorr.errors import DataError
+from analogdecorr.fixed import model
 from analogdecorr.fixed.format import ROUNDING_MODES, UNIT_RULES, UnitFormat, quantize
 from analogdecorr.fixed.model import (
     OVERFLOW_KEYS,
@@ -248,6 +249,15 @@ def test_model_matches_reference_longer_stream(mode: str, rule: str, centre_shif
     fmt = UnitFormat(3, 10, 6, 16, 11, 4, rounding=mode, rule=rule, centre_shift=centre_shift)
     X = random_stream(fmt, 150, 1, 1.5, 0.5)
     learn = np.random.default_rng(2).random(150) < 0.6
+    assert_matches_reference(fmt, X, identity(fmt), learn=learn)
+
+
+def test_stochastic_values_drawn_in_several_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # chunks of 2 samples' values: the ≈ 24 learning samples take about a dozen draws; the order is unchanged
+    monkeypatch.setattr(model, "_LFSR_CHUNK_WORDS", 2 * 9)
+    fmt = UnitFormat(3, 10, 6, 16, 11, 4, rounding="stochastic", rule="whiten", centre_shift=2)
+    X = random_stream(fmt, 30, 5, 1.0, 0.5)
+    learn = np.random.default_rng(6).random(30) < 0.8
     assert_matches_reference(fmt, X, identity(fmt), learn=learn)
 
 

@@ -28,7 +28,7 @@ from .format import MAX_INTERMEDIATE_BITS, Lfsr, UnitFormat, word_range
 OVERFLOW_KEYS = ("xc", "rw", "z", "p", "v", "e", "r")
 #: The float64 kernel is used when every intermediate fits this many bits (sign included): exact in a double.
 FLOAT_EXACT_BITS = 52
-_LFSR_CHUNK_WORDS = 1 << 16  # LFSR values drawn at once in stochastic mode (bounds memory at large d)
+_LFSR_CHUNK_WORDS = 1 << 17  # LFSR values drawn at once in stochastic mode (bounds memory at large d)
 _BLAS_THREAD_MIN = 1 << 15  # multiply-adds above which a block product is kept to one BLAS thread
 _INT_KINDS = ("i", "u")
 _vmin, _vmax = np.minimum.reduce, np.maximum.reduce  # ndarray.min/max without their python wrappers
@@ -563,7 +563,8 @@ class _RandomStream:
         """Values for one sample."""
         d = self.d
         if self.pos == len(self.buf):
-            k = min(self.chunk, self.remaining)
+            draws = -(-self.remaining // self.chunk)  # as few draws as the chunk allows, of equal size
+            k = -(-self.remaining // draws)
             raw = lfsr.draw_words(k * d * d, bits=self.bits).reshape(k, d, d)  # [sample, j, i]
             # the float kernel adds r·2^−drop to the already scaled update
             if self.dtype is np.int64:

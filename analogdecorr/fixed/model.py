@@ -96,19 +96,26 @@ def _int_rounder(mode: str, k: int) -> Callable[..., np.ndarray]:
     return lambda v, r: (v + r) >> k
 
 
-def _float_rounder(mode: str, k: int) -> Callable[..., np.ndarray]:
-    """``rnd(·, k)`` on float64 arrays of integers below 2^52: the scaling by 2^−k is exact, so ``rint`` is
-    half-even and ``floor`` truncation on the exact quotient. Works in place (the argument is overwritten)."""
-    if k == 0:
-        return lambda v, r=None: v
-    c = 2.0**-k
+def _float_round(mode: str) -> Callable[[np.ndarray], np.ndarray]:
+    """In-place rounding of already scaled float64 values (y = v·2^−k exact) to integers by ``mode``."""
     if mode == "trunc":
-        return lambda v: np.floor(np.multiply(v, c, out=v), out=v)
+        return lambda y: np.floor(y, out=y)
     if mode == "half_up":
-        return lambda v: np.floor(np.add(np.multiply(v, c, out=v), 0.5, out=v), out=v)
+        return lambda y: np.floor(np.add(y, 0.5, out=y), out=y)
     if mode == "half_even":
-        return lambda v: np.rint(np.multiply(v, c, out=v), out=v)
-    return lambda v, r: np.floor(np.multiply(np.add(v, r, out=v), c, out=v), out=v)
+        return lambda y: np.rint(y, out=y)
+    raise ValueError(f"no deterministic float rounding for mode {mode!r}")
+
+
+def _float_rounder(mode: str, k: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``rnd(·, k)`` for a deterministic mode on float64 arrays of integers below 2^52: the scaling by 2^−k is
+    exact, so ``rint`` is half-even and ``floor`` truncation on the exact quotient. Works in place (the argument
+    is overwritten)."""
+    if k == 0:
+        return lambda v: v
+    c = 2.0**-k
+    rnd = _float_round(mode)
+    return lambda v: rnd(np.multiply(v, c, out=v))
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -335,15 +342,6 @@ def _run(
     return Result(Z, R_out, any(counts.values()), counts, lfsr.value, R_trace, final)
 
 
-def _float_round(mode: str) -> Callable[[np.ndarray], np.ndarray]:
-    """In-place rounding of already scaled float64 values (y = v·2^−k exact) to integers by ``mode``."""
-    if mode == "trunc":
-        return lambda y: np.floor(y, out=y)
-    if mode == "half_up":
-        return lambda y: np.floor(np.add(y, 0.5, out=y), out=y)
-    return lambda y: np.rint(y, out=y)
-
-
 #: The same roundings on one python float (exact: the values are integers times a power of two below 2^52).
 _SCALAR_ROUND: dict[str, Callable[[float], float]] = {
     "trunc": lambda y: float(math.floor(y)),
@@ -497,7 +495,7 @@ class _IntKernel:
         self.drop = fmt.update_drop
         self.stochastic = fmt.rounding == "stochastic" and self.drop > 0
         self.rnd_update = _int_rounder(fmt.rounding, max(self.drop, 0))
-        self.rand = _RandomStream(fmt, np.int64 if type(self) is _IntKernel else np.float64)
+        self.rand = _RandomStream(fmt, np.int64)
 
     @staticmethod
     def rounder(mode: str, k: int) -> Callable[..., np.ndarray]:
@@ -521,28 +519,20 @@ class _IntKernel:
         return U << -self.drop
 
 
-class _FloatKernel(_IntKernel):
-    """float64 arithmetic on integer values below 2^52: the same integers as ``_IntKernel``, faster."""
+class _FloatKernel:
+    """float64 arithmetic on integer values below 2^52 for forward blocks (learning samples run in
+    ``_learn_float``): the same integers as ``_IntKernel``, faster."""
 
     def __init__(self, fmt: UnitFormat):
-        super().__init__(fmt)
-        self.rnd_update = _float_rounder(fmt.rounding, max(self.drop, 0))
-        self.left = 2.0 ** max(0, -self.drop)
+        self.rand = _RandomStream(fmt, np.float64)
 
     @staticmethod
-    def rounder(mode: str, k: int) -> Callable[..., np.ndarray]:
+    def rounder(mode: str, k: int) -> Callable[[np.ndarray], np.ndarray]:
         return _float_rounder(mode, k)
 
     @staticmethod
     def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a @ b
-
-    def update(self, U: np.ndarray, lfsr: Lfsr) -> np.ndarray:
-        if self.stochastic:
-            return self.rnd_update(U, self.rand.next(lfsr))
-        if self.drop >= 0:
-            return self.rnd_update(U)
-        return U * self.left
 
 
 class _RandomStream:

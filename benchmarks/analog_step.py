@@ -4,6 +4,9 @@ Both networks are built from the same configuration (same preset, same initial w
 stepped alternately (BP, NP+decor, BP, ...) on the same batches, so machine load hits both alike. Reports the
 median step time of each after warm-up, their ratio (target ≤ 1.2), and the share of the NP+decor step spent
 in the decorrelators (their forward + R update and the perturbed rows' transform, timed by wrapping both).
+Steps are timed in the process's CPU time by default (``--clock cpu``): on a machine shared with other jobs,
+wall time also counts the time slices other processes ran in, which drowns both steps alike and pulls the ratio
+towards 1. torch, OpenMP and BLAS are pinned to one thread (``--threads``), as in one run of a sweep.
 ``--profile`` adds a cProfile of the NP+decor steps (top functions by own time).
 
     .venv/bin/python benchmarks/analog_step.py                          # 40-100-100-10, EcRamPreset
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import statistics
 import sys
@@ -25,28 +29,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # before torch/aihwkit load them
+    os.environ.setdefault(_var, "1")
 
 import torch  # noqa: E402
 
 from analogdecorr.config import resolve  # noqa: E402
 from analogdecorr.train import Trainer  # noqa: E402
 
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
 
 class DecorTimer:
     """Wraps every decorrelator's forward (z = (x − μ) Rᵀ plus the R update in training) and its transform (the
-    perturbed pass's rows through the same μ and R), and sums their time."""
+    perturbed pass's rows through the same μ and R), and sums their time on ``clock``."""
 
-    def __init__(self, net) -> None:
+    def __init__(self, net, clock=time.process_time) -> None:
         self.seconds = 0.0
+        self.clock = clock
         for _, decor in net.decorrelators:
             for name in ("forward", "transform"):
                 setattr(decor, name, self._timed(getattr(decor, name)))
 
     def _timed(self, original):
         def timed(*args, **kwargs):
-            t0 = time.perf_counter()
+            t0 = self.clock()
             out = original(*args, **kwargs)
-            self.seconds += time.perf_counter() - t0
+            self.seconds += self.clock() - t0
             return out
 
         return timed
@@ -73,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--repeats", type=int, default=200)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                   help="cpu: process CPU time (default; robust to other jobs on the machine), wall: perf_counter")
     p.add_argument("--profile", action="store_true", help="cProfile the NP+decor steps, print the top 20")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a configuration key for both runs (e.g. weight_decay=0); repeatable")
@@ -85,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg, data, bp_net, bp = build(args, "bp", "none")
     np_cfg, _, np_net, npd = build(args, "np", args.decor)
-    timer = DecorTimer(np_net)
+    clock = CLOCKS[args.clock]
+    timer = DecorTimer(np_net, clock)
     gen = torch.Generator().manual_seed(0)
     n = data.x_train.shape[0]
     t_bp, t_np, t_dec = [], [], []
@@ -93,14 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.warmup + args.repeats):
         idx = torch.randint(0, n, (args.batch,), generator=gen)
         xb, yb = data.x_train[idx], data.y_train[idx]
-        t0 = time.perf_counter()
+        t0 = clock()
         bp.step(bp_net, xb, yb)
-        t1 = time.perf_counter()
+        t1 = clock()
         timer.seconds = 0.0
         if prof is not None and i >= args.warmup:
             prof.enable()
         npd.step(np_net, xb, yb)
-        t2 = time.perf_counter()
+        t2 = clock()
         if prof is not None and i >= args.warmup:
             prof.disable()
         if i >= args.warmup:
@@ -112,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     widths = [data.n_features, *cfg.hidden, data.n_classes]
     print(f"network {'-'.join(map(str, widths))}, batch {args.batch}, preset {args.preset}"
           f"{' (ideal IO)' if args.ideal_io else ''}, torch threads {args.threads}, "
-          f"{args.repeats} repeats after {args.warmup} warm-up; lr {cfg.lr:g}, weight decay "
+          f"{args.repeats} repeats after {args.warmup} warm-up, {args.clock} clock; lr {cfg.lr:g}, weight decay "
           f"{cfg.weight_decay:g}, sigma {cfg.sigma:g}, decor {np_cfg.decor} lr {np_cfg.decor_lr:g}")
     print(f"BP (AnalogSGD)     median step {m_bp * 1e3:8.3f} ms")
     print(f"NP+decor (pulsed)  median step {m_np * 1e3:8.3f} ms")

@@ -26,6 +26,7 @@ from analogdecorr.backends.presets import (
     SUPPORTED_PAIR,
     AnalogLayerBase,
     AnalogLinear,
+    AnalogTile,
     TileModuleArray,
     check_sigma,
     installed_versions,
@@ -38,6 +39,7 @@ from analogdecorr.errors import ConfigError, EnvironmentMismatchError
 
 __all__ = [
     "SUPPORTED_PAIR",
+    "DirectReadAnalogLinear",
     "PulsedUpdater",
     "analog_copy",
     "check_sigma",
@@ -129,10 +131,42 @@ def _linear_weights(linear: nn.Module) -> tuple[Tensor, Tensor | None]:
     raise TypeError(f"expected nn.Linear or AnalogLinear, got {type(linear).__name__}")
 
 
-def analog_copy(linear: nn.Module, rpu_config: Any, name: str = "linear") -> AnalogLinear:
-    """A new AnalogLinear with linear's weights/bias written to its tiles (warns if device bounds clip)."""
+class DirectReadAnalogLinear(AnalogLinear):
+    """AnalogLinear whose reads outside autograd (``torch.no_grad``: the local rules' passes, evaluation) call the
+    tile's forward directly instead of going through aihwkit's autograd Function.
+
+    Same numbers: the Function's forward is ``tile.joint_forward(x, is_test=not training, ctx)`` (the same
+    simulator call, IO periphery and read noise), then the out scaling and the digital bias, exactly as here; what
+    is skipped is the autograd context (saved input, the output-bound mask kept for a backward pass that never
+    comes) and one module call, ≈ 90 µs per read at 128×100 rows (benchmarks/README_analog.md). With autograd
+    on (backprop), and for any tile other than the plain pulsed ``AnalogTile`` (inference tiles, tile arrays,
+    shared or indexed weights), it is aihwkit's own forward.
+    """
+
+    def forward(self, x_input: Tensor) -> Tensor:
+        tile = self.analog_module
+        if (
+            torch.is_grad_enabled()
+            or type(tile).forward is not _PULSED_TILE_FORWARD
+            or tile.shared_weights is not None
+            or tile.get_analog_ctx().use_indexed
+        ):
+            return super().forward(x_input)
+        out = tile.joint_forward(x_input, not tile.training)
+        out = tile.apply_out_scaling(out, tile.get_tensor_view(out.dim()))
+        return out + tile.bias.view(tile.get_tensor_view(out.dim())) if tile.digital_bias else out
+
+
+_PULSED_TILE_FORWARD = AnalogTile.forward
+
+
+def analog_copy(
+    linear: nn.Module, rpu_config: Any, name: str = "linear", layer_class: type = AnalogLinear
+) -> AnalogLinear:
+    """A new ``layer_class`` (an AnalogLinear) with linear's weights/bias written to its tiles (warns if device
+    bounds clip)."""
     w, b = _linear_weights(linear)
-    layer = AnalogLinear(w.shape[1], w.shape[0], bias=b is not None, rpu_config=rpu_config)
+    layer = layer_class(w.shape[1], w.shape[0], bias=b is not None, rpu_config=rpu_config)
     layer.set_weights(w, b)
     got, _ = layer.get_weights()
     clipped = (got - w).abs() > 1e-6 * max(1.0, w.abs().max().item())
@@ -149,7 +183,8 @@ def to_analog(network: nn.Module, rpu_config: Any) -> nn.Module:
     """Replace ``linear`` on every element of ``network.layers`` by an AnalogLinear with the same weights.
 
     Works in place and returns the network. The bias follows ``rpu_config.mapping.digital_bias`` (True for
-    every aihwkit 1.1.0 preset: a digital periphery adder, updated digitally by PulsedUpdater).
+    every aihwkit 1.1.0 preset: a digital periphery adder, updated digitally by PulsedUpdater). The layers are
+    DirectReadAnalogLinear: reads outside autograd skip aihwkit's autograd Function (same numbers, less time).
     """
     check_simulator()
     layers = getattr(network, "layers", None)
@@ -159,7 +194,7 @@ def to_analog(network: nn.Module, rpu_config: Any) -> nn.Module:
         linear = getattr(layer, "linear", None)
         if linear is None:
             continue
-        layer.linear = analog_copy(linear, rpu_config, name=f"layer {i}")
+        layer.linear = analog_copy(linear, rpu_config, name=f"layer {i}", layer_class=DirectReadAnalogLinear)
     return network
 
 
@@ -226,6 +261,7 @@ class PulsedUpdater:
         self.weight_decay = float(weight_decay)
         self.decay_every = int(decay_every)
         self._calls: dict[int, int] = {}
+        self._eyes: dict[tuple[int, torch.dtype], Tensor] = {}
         self._fidelity: list[float] | None = None  # collecting cosines between start/stop_fidelity
 
     def begin(self) -> None:
@@ -255,24 +291,34 @@ class PulsedUpdater:
         self._calls[id(linear)] = n
         return self.weight_decay * self.decay_every if n % self.decay_every == 0 else 0.0
 
+    def _eye(self, n: int, dtype: torch.dtype) -> Tensor:
+        """The n×n identity (the decay read's unit vectors), made once per size: it is never written."""
+        eye = self._eyes.get((n, dtype))
+        if eye is None:
+            eye = self._eyes[(n, dtype)] = torch.eye(n, dtype=dtype)
+        return eye
+
     @torch.no_grad()
     def _apply(self, linear: AnalogLayerBase, z: Tensor, d: Tensor, decay: float) -> None:
-        for tile, cols_in, cols_out in tile_blocks(linear):
-            x_t, d_t = z[:, cols_in].contiguous(), d[:, cols_out].contiguous()
+        blocks = tile_blocks(linear)
+        whole = len(blocks) == 1  # one tile holds the whole layer: no column slices to copy out
+        for tile, cols_in, cols_out in blocks:
+            x_t, d_t = (z, d) if whole else (z[:, cols_in], d[:, cols_out])
+            x_t, d_t = x_t.contiguous(), d_t.contiguous()  # no copy when already contiguous
             if decay:
                 if getattr(tile, "analog_bias", False):
                     raise ConfigError("weight decay on a tile with an analog bias column is not supported; "
                                       "keep rpu_config.mapping.digital_bias = True (aihwkit's default)")
-                eye = torch.eye(x_t.shape[1], dtype=x_t.dtype)
+                eye = self._eye(x_t.shape[1], x_t.dtype)
                 w_read_t = tile.joint_forward(eye, is_test=True)  # row j = W[:, j] read through the tile
                 x_t = torch.cat([x_t, eye])
-                d_t = torch.cat([d_t, decay * w_read_t.to(d_t.dtype)]).contiguous()
+                d_t = torch.cat([d_t, w_read_t.to(d_t.dtype).mul_(decay)])
             tile.set_learning_rate(self.lr)
             tile.update(x_t, d_t)
             tile.post_update_step()
         bias = digital_bias(linear)
         if bias is not None:
-            bias.sub_(self.lr * (d.sum(0).to(bias.dtype) + decay * bias))
+            bias.sub_(torch.add(d.sum(0).to(bias.dtype), bias, alpha=decay), alpha=self.lr)
 
     def apply(self, layer: nn.Module, z: Tensor, d: Tensor) -> None:
         """Deliver G = dᵀz (d already includes 1/N) to the layer's tile(s) as one pulsed update each."""

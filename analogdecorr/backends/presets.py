@@ -24,6 +24,7 @@ __all__ = [
     "SUPPORTED_PAIR",
     "AnalogLayerBase",
     "AnalogLinear",
+    "AnalogTile",
     "GlobalDriftCompensation",
     "InferenceRPUConfig",
     "PCMLikeNoiseModel",
@@ -77,6 +78,7 @@ try:  # the compiled extension is loaded by these imports
     from aihwkit.simulator.parameters.base import RPUConfigBase
     from aihwkit.simulator.parameters.io import IOParameters
     from aihwkit.simulator.parameters.training import UpdateParameters
+    from aihwkit.simulator.tiles.analog import AnalogTile
     from aihwkit.simulator.tiles.array import TileModuleArray
 except Exception as _exc:  # ImportError, OSError (undefined symbol), RuntimeError from the extension
     detail = f"import failed ({type(_exc).__name__}: {_exc})"

@@ -14,7 +14,7 @@ from aihwkit.simulator.tiles.array import TileModuleArray
 from aihwkit.simulator.tiles.periphery import TileWithPeriphery
 from torch import nn
 
-from analogdecorr.backends import analog
+from analogdecorr.backends import simulator
 from analogdecorr.backends.analog import (
     PulsedUpdater,
     check_sigma,
@@ -62,18 +62,18 @@ class StandInNet(nn.Module):
 @pytest.fixture
 def fresh_check():
     """Run the simulator check uncached, and leave a clean cache for other tests."""
-    analog._SIMULATOR_STATUS = None
+    simulator._SIMULATOR_STATUS = None
     yield
-    analog._SIMULATOR_STATUS = None
+    simulator._SIMULATOR_STATUS = None
 
 
 # ------------------------------------------------------------------------------------------ simulator check
 
 def test_check_simulator_passes_and_caches(fresh_check, monkeypatch):
     check_simulator()
-    assert analog._SIMULATOR_STATUS is True
+    assert simulator._SIMULATOR_STATUS is True
     calls = []
-    monkeypatch.setattr(analog, "_round_trip", lambda: calls.append(1))
+    monkeypatch.setattr(simulator, "_round_trip", lambda: calls.append(1))
     check_simulator()
     assert calls == []  # cached: the round trip is not repeated in the same process
     check_simulator(refresh=True)

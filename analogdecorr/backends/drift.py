@@ -21,6 +21,7 @@ from analogdecorr.backends.presets import (
     PCMLikeNoiseModel,
     _set_fields,
 )
+from analogdecorr.backends.simulator import analog_copy, check_simulator
 from analogdecorr.errors import ConfigError
 
 DEFAULT_TIMES = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)  # 1 s, 1 h, 1 day, 30 days, 1 year
@@ -57,8 +58,6 @@ def drift_evaluation(
     the model (already in eval mode) on the test set and returns an accuracy.
     Returns [{"t_seconds", "acc", "compensated"}].
     """
-    from analogdecorr.backends.analog import analog_copy, check_simulator
-
     check_simulator()
     times = [float(t) for t in times]
     if not times or any(not math.isfinite(t) or t <= 0 for t in times):

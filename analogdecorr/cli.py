@@ -15,11 +15,11 @@ _TABLE_FIELDS = ("device", "io")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .config import FIELD_HELP, RunConfig
+    from .config import FIELD_HELP, RunConfig  # imports torch (through the dataset list): only for `train`
 
     p = sub.add_parser(
         "train",
-        help="train one run (defaults: digits, node perturbation + scaled decorrelation, 4×1000 MLP)",
+        help=_TRAIN_HELP,
         description="Train one run. Flags override values from --config, which override the defaults.",
     )
     p.add_argument("--config", type=Path, help="TOML run configuration (keys as the flags, with underscores)")
@@ -97,26 +97,48 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose parsers import heavy libraries (train: torch, through the configuration's dataset list; hdl:
+# amaranth) are built only when argv names them; otherwise a stub with the same one-line help keeps them on the
+# top-level help. _HDL_HELP repeats hdl.commands.register's help (tests/test_imports.py checks they agree).
+_TRAIN_HELP = "train one run (defaults: digits, node perturbation + scaled decorrelation, 4×1000 MLP)"
+_HDL_HELP = "fixed-point decorrelation unit: export Verilog, verify, synthesize"
+
+
+def _command(argv: list[str] | None) -> str | None:
+    """The subcommand word of argv (the first non-option argument), or None."""
+    args = sys.argv[1:] if argv is None else argv
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for argv's command: ``train`` and ``hdl`` are stubs (their one-line help) unless argv names
+    them, so ``analogdecorr hdl ...`` never imports torch and ``analogdecorr train ...`` never imports amaranth."""
+    command = _command(argv)
     parser = argparse.ArgumentParser(
         prog="analogdecorr",
         description="Decorrelated learning on simulated analog crossbars, and a fixed-point decorrelation unit "
         "for FPGAs.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub)
+    if command == "train":
+        _add_train(sub)
+    else:
+        sub.add_parser("train", help=_TRAIN_HELP)
     p = sub.add_parser("plot", help="PNG learning curves and correlation images from results.json")
     p.add_argument("results", nargs="+", type=Path, help="run folder(s) or results.json file(s)")
     p.add_argument("--out", type=Path, help="folder for the PNGs (default: beside the results)")
     sub.add_parser("presets", help="list the analog device presets, one line each")
-    from .hdl.commands import register
+    if command == "hdl":
+        from .hdl.commands import register
 
-    register(sub)
+        register(sub)
+    else:
+        sub.add_parser("hdl", help=_HDL_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         if args.command == "train":

@@ -66,6 +66,7 @@ class RunConfig:
     rho: float = 0.3
     n_features: int = 64
     n_samples: int = 5000
+    val_frac: float = 0.1
     # model
     model: str = "mlp"
     hidden: tuple[int, ...] = (1000, 1000, 1000, 1000)
@@ -120,6 +121,7 @@ FIELD_HELP: dict[str, str] = {
     "rho": "pairwise input correlation of the 'correlated' dataset",
     "n_features": "number of input features of the 'correlated' dataset",
     "n_samples": "number of samples of the 'correlated' dataset",
+    "val_frac": "fraction of the training set held out (seeded) for validation, in [0, 1); 0 disables it",
     "model": "network type: mlp or conv",
     "hidden": "hidden layer widths of the MLP, e.g. 1000,1000,1000,1000",
     "activation": f"hidden activation: {', '.join(ACTIVATIONS)}",
@@ -442,6 +444,7 @@ _COERCE: dict[str, Callable[[str, Any], Any]] = {
     "rho": _as_float,
     "n_features": _as_int,
     "n_samples": _as_int,
+    "val_frac": _as_float,
     "model": _as_choice,
     "hidden": _int_tuple,
     "activation": _as_choice,
@@ -494,6 +497,11 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(
             f"sample_frac={cfg.sample_frac!r} must be in (0, 1]: it is the fraction of each batch used to "
             "update R; set e.g. sample_frac = 0.1"
+        )
+    if not (math.isfinite(cfg.val_frac) and 0 <= cfg.val_frac < 1):
+        raise ConfigError(
+            f"val_frac={cfg.val_frac!r} must be in [0, 1): the fraction of the training set held out for "
+            "validation; set e.g. val_frac = 0.1 (0 disables the validation split)"
         )
     if not (math.isfinite(cfg.kappa) and 0 <= cfg.kappa <= 1):
         raise ConfigError(f"kappa={cfg.kappa!r} must be in [0, 1]; set e.g. kappa = 0.5")

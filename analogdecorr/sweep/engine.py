@@ -159,10 +159,11 @@ def connect(address: str | None, jobs: int | None) -> bool:
     """Make sure Ray is initialised; True if this call started it (so the caller shuts it down)."""
     import ray
 
+    if address:
+        _check_address(address)
     if ray.is_initialized():
         return False
     if address:
-        _check_address(address)
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError) as e:

@@ -106,7 +106,9 @@ def fmt(values: Sequence[float], digits: int = 3) -> str:
     m, s = mean_std(values)
     if math.isnan(m):
         return "–"
-    return f"{m:.{digits}f}" if len([v for v in values if math.isfinite(v)]) == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
+    if len([v for v in values if math.isfinite(v)]) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
 def markdown(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:

@@ -31,6 +31,7 @@ from analogdecorr.errors import AnalogDecorrError
 from analogdecorr.results import atomic_write
 from analogdecorr.sweep import SweepSpec, Trial, parse_sweep
 from analogdecorr.sweep.engine import run_trials
+from analogdecorr.sweep.spec import override_base
 from analogdecorr.sweep.summary import fmt, load_run, write_summary
 
 SWEEP_FILE = Path(__file__).with_name("analog.toml")
@@ -63,11 +64,7 @@ def build_spec(args: argparse.Namespace) -> SweepSpec:
     if args.published:  # issue 3's protocol: the whole training set, test accuracy best/last
         data["base"]["val_frac"] = 0.0
         data["sweep"].update(select="last", metric="test_acc")
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set expects KEY=VALUE, got {item!r}")
-        data["base"][key.strip()] = value.strip()
+    override_base(data, args.set)
     if args.epochs:
         data["base"]["epochs"] = args.epochs
     if args.seeds:

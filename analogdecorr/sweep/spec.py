@@ -8,7 +8,7 @@ Format (TOML; every table but [base] optional)::
     metric = "val_acc"           # the epoch-row figure settings are compared on (default val_acc)
     select = "validation"        # each run's epoch: "validation" (best val_acc, default) or "last"
     plot = "lr"                  # axis on the plot's x axis (default: the first numeric one, else curves)
-    out = "sweeps/lr"            # default folder (--out overrides; default sweeps/<file stem>)
+    out = "sweeps/lr"            # default folder (--out overrides; default runs/sweeps/<file stem>)
 
     [base]                       # RunConfig keys shared by every run (not seed, not out)
     dataset = "digits"
@@ -225,6 +225,25 @@ def parse_sweep(data: Mapping[str, Any], source: str = "the sweep file") -> Swee
             raise ConfigError(f"{source}: [sweep] plot = {plot!r} is not a swept axis{_closest(str(plot), names)}")
         spec.plot = str(plot)
     return spec
+
+
+def override_base(data: dict[str, Any], items: Sequence[str], source: str = "--set") -> None:
+    """Apply ``KEY=VALUE`` strings to the [base] of a parsed sweep file ``data`` (in place), for scripts that
+    vary a sweep; ConfigError for a malformed item, an unknown key, or a key the [grid] sets per row (a [base]
+    value would not reach those rows)."""
+    grid = data.get("grid", {})
+    swept = {k for name, v in grid.items() for k in ([name] if not isinstance(v, Mapping) else
+                                                      [k for ov in v.values() for k in ov])}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"{source} expects KEY=VALUE, got {item!r}")
+        _check_run_keys({key: value}, source, "the overrides")
+        if key in swept:
+            raise ConfigError(f"{source} {key}: the sweep's [grid] sets {key!r} per row, so a [base] value would "
+                              "not reach those rows; change it in the sweep file (or a copy of it)")
+        data.setdefault("base", {})[key] = value.strip()
 
 
 # ------------------------------------------------------------------------------------------------ helpers

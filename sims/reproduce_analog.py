@@ -252,7 +252,7 @@ def plot(spec: SweepSpec, trials: Sequence[Trial], out: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", help="task rows (default: all in the sweep file)")
@@ -270,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", help="join the Ray cluster at this address instead of starting a local one")
     p.add_argument("--table-only", action="store_true", help="do not train; rebuild table and plots")
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         spec = build_spec(args)
         out = args.out or Path(spec.out)

@@ -272,3 +272,46 @@ def test_validation_metrics_and_the_selected_epoch_in_results(tmp_path):
     res0 = train(cfg0, progress=False, log=lines0.append)
     assert res0["epochs"][0]["val_acc"] is None and res0["summary"]["best_val_epoch"] is None
     assert "val loss" not in lines0[0]
+
+
+# ---------------------------------------------------------------------------------------- the studies
+SIMS = Path(__file__).resolve().parents[1] / "sims"
+
+
+def _script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, SIMS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_studies_sweep_files_expand_to_their_published_runs(tmp_path):
+    float_trials = load_sweep(SIMS / "float.toml").trials(tmp_path)
+    assert len(float_trials) == 36 and {t.config.val_frac for t in float_trials} == {0.1}
+    analog = load_sweep(SIMS / "analog.toml").trials(tmp_path)
+    assert len(analog) == 372  # the published study's run count
+    fidelity = [t for t in analog if dict(t.setting)["hardware"] == "float"]
+    assert {(t.config.backend, t.config.optimizer, t.config.lr, t.config.sigma) for t in fidelity} == {
+        ("float", "sgd", 0.02, 0.3)}  # the float rows train with the analog defaults
+    assert len(load_sweep(SIMS / "example.toml").trials(tmp_path)) == 12
+
+
+def test_study_scripts_narrow_and_vary_the_sweep_through_its_checks(tmp_path):
+    rf = _script("reproduce_float")
+    spec = rf.build_spec(rf.parse_args(["--published", "--datasets", "digits", "--seeds", "0",
+                                        "--variants", "NP,NP+decor", "--set", "decor_lr=1e-3"]))
+    trials = spec.trials(tmp_path)
+    assert [(t.config.rule, t.config.decor, t.config.decor_lr, t.config.val_frac) for t in trials] == [
+        ("np", "none", 1e-3, 0.0), ("np", "scaled", 1e-3, 0.0)]
+    assert spec.select == "last" and spec.metric == "test_acc"
+    with pytest.raises(ConfigError, match="'decor' per row"):
+        rf.build_spec(rf.parse_args(["--set", "decor=offdiag"]))
+    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+        rf.build_spec(rf.parse_args(["--set", "lrr=1"]))
+    ra = _script("reproduce_analog")
+    spec = ra.build_spec(ra.parse_args(["--tasks", "mnist1d", "--hardware", "float", "fp", "--seeds", "1"]))
+    trials = spec.trials(tmp_path)
+    assert len(trials) == 9  # fp: all 7 methods; float: bp and np+decor only (the file's [[exclude]])
+    assert sorted(dict(t.setting)["method"] for t in trials if t.config.backend == "float") == ["bp", "np+decor"]

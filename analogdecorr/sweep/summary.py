@@ -185,7 +185,7 @@ def plot(spec: SweepSpec, rows: Sequence[SettingRow], path: Path) -> Path | None
             ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, color=f"C{i % 10}",
                         label=" ".join(f"{n}={v}" for n, v in zip(others, name, strict=True)) or spec.metric)
         numeric = [float(v) for v in _axis_values(spec, key)]
-        if min(numeric) > 0 and max(numeric) / min(numeric) >= 20:
+        if min(numeric) > 0 and max(numeric) / min(numeric) >= 10:
             ax.set_xscale("log")
         ax.set(xlabel=key, ylabel=f"{spec.metric} (mean ± std over seeds)")
     else:

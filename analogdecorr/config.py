@@ -548,10 +548,15 @@ def validate(cfg: RunConfig) -> None:
 
 
 # -------------------------------------------------------------------------------------------- resume
+#: What a field added later meant in checkpoints written before it existed (when that is not its default): runs
+#: before the validation split trained on the whole training set.
+BEFORE_FIELD_EXISTED: dict[str, Any] = {"val_frac": 0.0}
+
+
 def differing_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Keys whose values differ between two fingerprints (a key missing on one side counts as different,
     except a key absent from ``saved`` whose current value is the default, i.e. a field added later)."""
-    defaults = RunConfig().to_dict()
+    defaults = {**RunConfig().to_dict(), **BEFORE_FIELD_EXISTED}
     a, b = _plain(dict(saved)), _plain(dict(current))
     keys = []
     for k in sorted(set(a) | set(b)):

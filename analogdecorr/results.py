@@ -8,7 +8,6 @@ Schema (every key after "epochs" is an optional extra section)::
                  "corr_before": [per layer], "corr_after": [per layer], "seconds", ...}, ...],
      "summary": {"best_val_epoch", "best_val_acc", "test_acc_at_best_val", "last_epoch", "val_acc_last",
                  "test_acc_last"},                                         # see run_summary
-
      "drift": [{"t_seconds", "acc", "compensated"}, ...],                      # analog runs
      "corr_matrices": [{"layer", "before": [[...]], "after": [[...]]}, ...]}   # last epoch
 

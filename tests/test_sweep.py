@@ -315,3 +315,12 @@ def test_study_scripts_narrow_and_vary_the_sweep_through_its_checks(tmp_path):
     trials = spec.trials(tmp_path)
     assert len(trials) == 9  # fp: all 7 methods; float: bp and np+decor only (the file's [[exclude]])
     assert sorted(dict(t.setting)["method"] for t in trials if t.config.backend == "float") == ["bp", "np+decor"]
+
+
+def test_a_checkpoint_from_before_the_validation_split_resumes_only_without_it():
+    from analogdecorr.config import differing_keys
+
+    old = resolve({}, {"val_frac": 0}).fingerprint()
+    del old["val_frac"]  # written before the field existed: trained on the whole training set
+    assert differing_keys(old, resolve({}, {"val_frac": 0}).fingerprint()) == []
+    assert differing_keys(old, resolve({}, {}).fingerprint()) == ["val_frac"]  # the default 0.1 is another run

@@ -167,11 +167,16 @@ def connect(address: str | None, jobs: int | None) -> bool:
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError) as e:
-            raise ConfigError(f"cannot join the Ray cluster at --address {address}: {str(e).splitlines()[0]}; "
-                              "check the address (`ray status` on the head node prints it)") from None
+            raise ConfigError(
+                f"cannot join the Ray cluster at --address {address}: {str(e).splitlines()[0]}; check the "
+                "address (`ray status` on the head node prints it) and, if the cluster uses token "
+                "authentication, set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH as Ray's token-auth guide says"
+            ) from None
         return True
-    ray.init(num_cpus=jobs or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    # address="local": always a new cluster of our own, never one that RAY_ADDRESS or an earlier `ray start`
+    # on this machine (/tmp/ray/ray_current_cluster, even a dead one) would make ray.init() join
+    ray.init(address="local", num_cpus=jobs or os.cpu_count() or 1, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
     return True
 
 

@@ -211,12 +211,13 @@ def run_trials(
         return report
     import ray
 
-    started = connect(address, jobs)
-    remote = ray.remote(num_cpus=1, max_retries=0)(train_trial)
+    started = False
     limit = jobs or len(todo)
     pending = list(todo)
     in_flight: dict[Any, Trial] = {}
     try:
+        started = connect(address, jobs)
+        remote = ray.remote(num_cpus=1, max_retries=0)(train_trial)
         while pending or in_flight:
             while pending and len(in_flight) < limit:
                 trial = pending.pop(0)

@@ -108,7 +108,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sweep_file", type=Path, metavar="SWEEP.toml", help="the sweep file")
     p.add_argument("--address", help="join the Ray cluster at this address (host:port, ray://host:port or auto)")
     p.add_argument("--jobs", type=int, help="runs at a time (default: every CPU of the cluster)")
-    p.add_argument("--out", type=Path, help="sweep folder (default: [sweep] out, else sweeps/<file stem>)")
+    p.add_argument("--out", type=Path, help="sweep folder (default: [sweep] out, else runs/sweeps/<file stem>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sweep)
 
@@ -117,7 +117,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import load_sweep, run_sweep
 
     spec = load_sweep(args.sweep_file)
-    out = args.out or Path(spec.out or Path("sweeps") / args.sweep_file.stem)
+    out = args.out or Path(spec.out or Path("runs") / "sweeps" / args.sweep_file.stem)
     trials, report = run_sweep(spec, out, address=args.address, jobs=args.jobs, progress=not args.no_progress)
     print(f"{len(trials)} runs: {report.count(how='before')} finished before, {report.count(how='new')} new, "
           f"{report.count(how='resumed')} resumed; {report.count(status='diverged')} diverged, "

@@ -97,6 +97,38 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run a sweep file's grid of runs on Ray (resumes), write summary.md/.csv/.png",
+        description="Run every run of a sweep file (TOML: [sweep] seeds/metric/select, [base], [grid], [sample], "
+        "[[exclude]]; see analogdecorr/sweep/spec.py) on a local Ray cluster or the one at --address. "
+        "Finished runs are skipped, interrupted ones resume from their checkpoint.",
+    )
+    p.add_argument("sweep_file", type=Path, metavar="SWEEP.toml", help="the sweep file")
+    p.add_argument("--address", help="join the Ray cluster at this address (host:port, ray://host:port or auto)")
+    p.add_argument("--jobs", type=int, help="runs at a time (default: every CPU of the cluster)")
+    p.add_argument("--out", type=Path, help="sweep folder (default: [sweep] out, else runs/sweeps/<file stem>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import load_sweep, run_sweep
+
+    spec = load_sweep(args.sweep_file)
+    out = args.out or Path(spec.out or Path("runs") / "sweeps" / args.sweep_file.stem)
+    trials, report = run_sweep(spec, out, address=args.address, jobs=args.jobs, progress=not args.no_progress)
+    print(f"{len(trials)} runs: {report.count(how='before')} finished before, {report.count(how='new')} new, "
+          f"{report.count(how='resumed')} resumed; {report.count(status='diverged')} diverged, "
+          f"{len(report.failed)} failed")
+    for o in report.failed:
+        print(f"failed: {o.trial.label} ({o.trial.out}): {o.error.splitlines()[0]}", file=sys.stderr)
+    print((out / "summary.md").read_text(encoding="utf-8"))
+    print(f"summary: {out / 'summary.md'}, {out / 'summary.csv'}, {out / 'summary.png'}")
+    return 1 if report.failed else 0
+
+
 # Commands whose parsers import heavy libraries (train: torch, through the configuration's dataset list; hdl:
 # amaranth) are built only when argv names them; otherwise a stub with the same one-line help keeps them on the
 # top-level help. _HDL_HELP repeats hdl.commands.register's help (tests/test_imports.py checks they agree).
@@ -128,6 +160,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", type=Path, help="run folder(s) or results.json file(s)")
     p.add_argument("--out", type=Path, help="folder for the PNGs (default: beside the results)")
     sub.add_parser("presets", help="list the analog device presets, one line each")
+    _add_sweep(sub)
     if command == "hdl":
         from .hdl.commands import register
 

@@ -66,6 +66,7 @@ class RunConfig:
     rho: float = 0.3
     n_features: int = 64
     n_samples: int = 5000
+    val_frac: float = 0.1
     # model
     model: str = "mlp"
     hidden: tuple[int, ...] = (1000, 1000, 1000, 1000)
@@ -120,6 +121,7 @@ FIELD_HELP: dict[str, str] = {
     "rho": "pairwise input correlation of the 'correlated' dataset",
     "n_features": "number of input features of the 'correlated' dataset",
     "n_samples": "number of samples of the 'correlated' dataset",
+    "val_frac": "fraction of the training set held out (seeded) for validation, in [0, 1); 0 disables it",
     "model": "network type: mlp or conv",
     "hidden": "hidden layer widths of the MLP, e.g. 1000,1000,1000,1000",
     "activation": f"hidden activation: {', '.join(ACTIVATIONS)}",
@@ -442,6 +444,7 @@ _COERCE: dict[str, Callable[[str, Any], Any]] = {
     "rho": _as_float,
     "n_features": _as_int,
     "n_samples": _as_int,
+    "val_frac": _as_float,
     "model": _as_choice,
     "hidden": _int_tuple,
     "activation": _as_choice,
@@ -495,6 +498,11 @@ def validate(cfg: RunConfig) -> None:
             f"sample_frac={cfg.sample_frac!r} must be in (0, 1]: it is the fraction of each batch used to "
             "update R; set e.g. sample_frac = 0.1"
         )
+    if not (math.isfinite(cfg.val_frac) and 0 <= cfg.val_frac < 1):
+        raise ConfigError(
+            f"val_frac={cfg.val_frac!r} must be in [0, 1): the fraction of the training set held out for "
+            "validation; set e.g. val_frac = 0.1 (0 disables the validation split)"
+        )
     if not (math.isfinite(cfg.kappa) and 0 <= cfg.kappa <= 1):
         raise ConfigError(f"kappa={cfg.kappa!r} must be in [0, 1]; set e.g. kappa = 0.5")
     if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
@@ -540,10 +548,15 @@ def validate(cfg: RunConfig) -> None:
 
 
 # -------------------------------------------------------------------------------------------- resume
+#: What a field added later meant in checkpoints written before it existed (when that is not its default): runs
+#: before the validation split trained on the whole training set.
+BEFORE_FIELD_EXISTED: dict[str, Any] = {"val_frac": 0.0}
+
+
 def differing_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Keys whose values differ between two fingerprints (a key missing on one side counts as different,
     except a key absent from ``saved`` whose current value is the default, i.e. a field added later)."""
-    defaults = RunConfig().to_dict()
+    defaults = {**RunConfig().to_dict(), **BEFORE_FIELD_EXISTED}
     a, b = _plain(dict(saved)), _plain(dict(current))
     keys = []
     for k in sorted(set(a) | set(b)):

@@ -1,7 +1,9 @@
 """Datasets: loading, deterministic splits, train-only standardisation, minibatches and batch checks.
 
-Every loader returns a :class:`Dataset` of float32 features and int64 labels, standardised per feature
-with the mean/std of the training split only (so no test statistics leak into training). Nothing here
+Every loader returns a :class:`Dataset` of float32 features and int64 labels: a training part, a seeded
+validation part carved out of the training set (``val_frac``; selection of epochs and settings uses it, never
+the test set) and the test set, all standardised per feature with the mean/std of the remaining training part
+only (so neither validation nor test statistics leak into training). Nothing here
 touches the network: ``digits`` ships with scikit-learn, ``mnist1d`` is generated locally (and cached),
 ``correlated`` is synthetic, and the file datasets (``mnist``, ``fashion_mnist``, ``cifar10``) are read
 from a user-given ``data_dir``.
@@ -43,13 +45,18 @@ TEACHER_HIDDEN = 100
 TEACHER_SEED = 0x0DEC0
 #: Features whose training std is at or below this are constant; they are centred but not scaled.
 STD_EPS = 1e-8
+#: Default fraction of the training set held out for validation.
+VAL_FRAC = 0.1
+#: Mixed into the seed of the validation split so it is not the same permutation as the digits test split.
+_VAL_STREAM = 0x7A1
 #: Rows per chunk when standardising (keeps float64 temporaries small for CIFAR-sized arrays).
 _CHUNK = 4096
 
 
 @dataclass
 class Dataset:
-    """A standardised train/test split. x: float32 (N, *input_shape); y: int64 (N,) in [0, n_classes)."""
+    """A standardised train/validation/test split. x: float32 (N, *input_shape); y: int64 (N,) in
+    [0, n_classes). ``x_val``/``y_val`` hold 0 rows when the validation split is disabled (val_frac = 0)."""
 
     name: str
     x_train: Tensor
@@ -58,6 +65,13 @@ class Dataset:
     y_test: Tensor
     n_classes: int
     input_shape: tuple[int, ...]  # (d,) for vectors, (C, H, W) for images
+    x_val: Tensor | None = None
+    y_val: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.x_val is None:
+            self.x_val = self.x_train[:0]
+            self.y_val = self.y_train[:0]
 
     @property
     def n_features(self) -> int:
@@ -67,7 +81,8 @@ class Dataset:
     def __repr__(self) -> str:
         return (
             f"Dataset(name={self.name!r}, train={tuple(self.x_train.shape)}, "
-            f"test={tuple(self.x_test.shape)}, n_classes={self.n_classes}, input_shape={self.input_shape})"
+            f"val={tuple(self.x_val.shape)}, test={tuple(self.x_test.shape)}, n_classes={self.n_classes}, "
+            f"input_shape={self.input_shape})"
         )
 
 
@@ -84,8 +99,13 @@ def load_dataset(
     n_features: int = 64,
     n_samples: int = 5000,
     flatten: bool = True,
+    val_frac: float = VAL_FRAC,
 ) -> Dataset:
     """Load dataset `name`, split it and standardise it with training-split statistics.
+
+    `val_frac` of the training rows (a permutation seeded by `seed`, for every dataset) become the validation
+    set; the standardisation statistics come from the remaining training rows only. `val_frac = 0` keeps the
+    whole training set (exactly the rows and order of earlier versions) and an empty validation set.
 
     `seed` fixes the train/test split of datasets without an official split (digits, correlated) and
     the correlated inputs; mnist1d uses its canonical generator seed and split point (train fraction
@@ -99,6 +119,7 @@ def load_dataset(
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown dataset {name!r}{hint} Valid datasets: {', '.join(DATASETS)}")
     seed = _check_int("seed", seed, minimum=0)
+    val_frac = check_val_frac(val_frac)
     if name in ("digits", "correlated", "mnist1d"):
         test_frac = _check_test_frac(test_frac)
 
@@ -134,17 +155,17 @@ def load_dataset(
         x_tr = x_tr.reshape(len(x_tr), -1)
         x_te = x_te.reshape(len(x_te), -1)
 
-    xs_tr, xs_te = _standardise(x_tr, x_te)
+    x_tr, y_tr, x_va, y_va = _split_validation(x_tr, y_tr, val_frac, seed, name)
+    xs_tr, xs_va, xs_te = _standardise(x_tr, x_va, x_te)
     shape = image_shape if (not flatten and len(image_shape) == 3) else (math.prod(image_shape),)
-    return Dataset(
-        name=name,
-        x_train=torch.from_numpy(xs_tr.reshape(len(xs_tr), *shape)),
-        y_train=torch.from_numpy(np.ascontiguousarray(y_tr, dtype=np.int64)),
-        x_test=torch.from_numpy(xs_te.reshape(len(xs_te), *shape)),
-        y_test=torch.from_numpy(np.ascontiguousarray(y_te, dtype=np.int64)),
-        n_classes=n_classes,
-        input_shape=tuple(int(s) for s in shape),
-    )
+
+    def tensors(xs: np.ndarray, ys: np.ndarray) -> tuple[Tensor, Tensor]:
+        return (torch.from_numpy(xs.reshape(len(xs), *shape)),
+                torch.from_numpy(np.ascontiguousarray(ys, dtype=np.int64)))
+
+    (xt, yt), (xv, yv), (xe, ye) = tensors(xs_tr, y_tr), tensors(xs_va, y_va), tensors(xs_te, y_te)
+    return Dataset(name=name, x_train=xt, y_train=yt, x_test=xe, y_test=ye, n_classes=n_classes,
+                   input_shape=tuple(int(s) for s in shape), x_val=xv, y_val=yv)
 
 
 def batches(
@@ -211,6 +232,17 @@ def _check_int(what: str, value: object, *, minimum: int) -> int:
     return int(value)
 
 
+def check_val_frac(val_frac: object) -> float:
+    """`val_frac` as a float in [0, 1), else ConfigError (0 disables the validation split)."""
+    ok = isinstance(val_frac, numbers.Real) and not isinstance(val_frac, bool) and math.isfinite(val_frac)
+    if not ok or not 0.0 <= float(val_frac) < 1.0:
+        raise ConfigError(
+            f"val_frac={val_frac!r} must be a fraction in [0, 1) of the training set held out for validation; "
+            "set e.g. val_frac = 0.1 (0 disables the validation split)"
+        )
+    return float(val_frac)
+
+
 def _check_test_frac(test_frac: float) -> float:
     if not isinstance(test_frac, numbers.Real) or not (0.0 < float(test_frac) < 1.0):
         raise ConfigError(f"test_frac={test_frac!r} must be a fraction strictly between 0 and 1 (e.g. 0.2)")
@@ -265,8 +297,29 @@ def _expected_files(name: str) -> str:
 # ---------------------------------------------------------------------------------- standardise / split
 
 
-def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(x − mean)/std per feature with statistics of the training rows only, as float32 (2-D inputs).
+def _split_validation(
+    x: np.ndarray, y: np.ndarray, val_frac: float, seed: int, name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation) rows of a training set: a seeded random ``val_frac`` of them for validation (both
+    parts keep the original row order). ``val_frac = 0`` returns the training set unchanged."""
+    n = len(x)
+    if val_frac == 0.0:
+        return x, y, x[:0], y[:0]
+    n_val = int(round(n * val_frac))
+    if n_val < 1 or n_val > n - 1:
+        raise ConfigError(
+            f"val_frac={val_frac} of the {n} training samples of dataset {name!r} leaves {n_val} validation and "
+            f"{n - n_val} training samples; both must be at least 1: choose val_frac between "
+            f"{1 / n:.3g} and {1 - 1 / n:.3g}, or 0 to disable validation"
+        )
+    perm = np.random.default_rng([seed, _VAL_STREAM]).permutation(n)
+    tr, va = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    return x[tr], y[tr], x[va], y[va]
+
+
+def _standardise(x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(x − mean)/std per feature with statistics of the training rows only, as float32 (2-D inputs); the
+    same transform is applied to every array in ``others`` (validation, test).
 
     Two-pass float64 statistics in row chunks, so large uint8 arrays (CIFAR) never get a full float64 copy.
     Features that are constant on the training split (std <= STD_EPS) are centred but not scaled.
@@ -288,7 +341,7 @@ def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, n
             out[s : s + _CHUNK] = (x[s : s + _CHUNK].astype(np.float64) - mean) / std
         return out
 
-    return apply(x_train), apply(x_test)
+    return (apply(x_train), *(apply(x) for x in others))
 
 
 def _split(

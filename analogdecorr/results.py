@@ -4,8 +4,10 @@ Schema (every key after "epochs" is an optional extra section)::
 
     {"config": {...RunConfig.to_dict()...},
      "versions": {"python", "torch", "aihwkit", "numpy", "amaranth", "analogdecorr"},
-     "epochs": [{"epoch", "train_loss", "train_acc", "test_loss", "test_acc",
+     "epochs": [{"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                  "corr_before": [per layer], "corr_after": [per layer], "seconds", ...}, ...],
+     "summary": {"best_val_epoch", "best_val_acc", "test_acc_at_best_val", "last_epoch", "val_acc_last",
+                 "test_acc_last"},                                         # see run_summary
      "drift": [{"t_seconds", "acc", "compensated"}, ...],                      # analog runs
      "corr_matrices": [{"layer", "before": [[...]], "after": [[...]]}, ...]}   # last epoch
 
@@ -131,6 +133,25 @@ def read_results(path: str | Path) -> dict[str, Any]:
             "pass the results.json written by analogdecorr train"
         )
     return data
+
+
+def run_summary(epochs: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The run's selection figures from its epoch rows: the epoch with the highest validation accuracy (the
+    earliest on a tie; None without a validation split), the test accuracy there, and at the last epoch.
+
+    Test accuracy is only ever read at an epoch chosen without looking at it (the best-validation or the last).
+    """
+    last = epochs[-1] if epochs else {}
+    scored = [(r["val_acc"], -int(r["epoch"]), r) for r in epochs if r.get("val_acc") is not None]
+    best = max(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
+    return {
+        "best_val_epoch": best["epoch"] if best else None,
+        "best_val_acc": best["val_acc"] if best else None,
+        "test_acc_at_best_val": best["test_acc"] if best else None,
+        "last_epoch": last.get("epoch"),
+        "val_acc_last": last.get("val_acc"),
+        "test_acc_last": last.get("test_acc"),
+    }
 
 
 def versions() -> dict[str, str]:

@@ -18,7 +18,7 @@ from .data import Dataset, batches, check_batch, load_dataset
 from .errors import ConfigError, DataError, DivergenceError
 from .metrics import correlation_matrix, evaluate, mean_abs_offdiag
 from .models import Network, build_model
-from .results import Results, versions
+from .results import Results, run_summary, versions
 from .rules import NodePerturbation, Rule, make_rule
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -55,6 +55,7 @@ class Trainer:
             n_features=cfg.n_features,
             n_samples=cfg.n_samples,
             flatten=cfg.model == "mlp",
+            val_frac=cfg.val_frac,
         )
         self.net: Network = build_model(cfg, self.data.input_shape, self.data.n_classes)
         self.analog = cfg.backend == "analog"
@@ -123,6 +124,7 @@ class Trainer:
         if "np_rng" in state and isinstance(self.rule, NodePerturbation):
             self.rule.generator.set_state(state["np_rng"])
         self.results.epochs = list(state["epochs"])
+        self.results.extra["summary"] = run_summary(self.results.epochs)
         self.start_epoch = int(state["epoch"])
         self.log(f"resuming {self.out} after epoch {self.start_epoch}")
 
@@ -183,6 +185,7 @@ class Trainer:
         d = self.data
         tr_loss, tr_acc = evaluate(self.net, d.x_train, d.y_train)
         te_loss, te_acc = evaluate(self.net, d.x_test, d.y_test)
+        va_loss, va_acc = evaluate(self.net, d.x_val, d.y_val) if len(d.x_val) else (None, None)
         before, after = [], []
         for rows, z in self.net.layer_inputs(d.x_train[:1000]):
             before.append(mean_abs_offdiag(rows))
@@ -191,6 +194,8 @@ class Trainer:
             "epoch": epoch + 1,
             "train_loss": tr_loss,
             "train_acc": tr_acc,
+            "val_loss": va_loss,
+            "val_acc": va_acc,
             "test_loss": te_loss,
             "test_acc": te_acc,
             "running_train_loss": train_loss,
@@ -241,13 +246,16 @@ class Trainer:
                 cos = [c for c in extra["update_cosine"] if math.isfinite(c)]
                 row["update_cosine"] = sum(cos) / len(cos) if cos else float("nan")
             self.results.add_epoch(row)
+            self.results.extra["summary"] = run_summary(self.results.epochs)
             if epoch == cfg.epochs - 1:
                 self.results.extra["corr_matrices"] = self._corr_matrices()
             self.results.save(self.out / RESULTS_NAME)
             ckpt.save_checkpoint(self.out / CHECKPOINT_NAME, self._state(epoch + 1))
             msg = (
                 f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  "
-                f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.3f}  "
+                + (f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f}  " if row["val_acc"] is not None
+                   else "")
+                + f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.3f}  "
                 f"corr {_fmt(row['corr_before'])} -> {_fmt(row['corr_after'])}  {seconds:.1f}s"
             )
             if "update_cosine" in row:

@@ -1,309 +1,192 @@
-"""Reproduce the float-reference comparison of issue 2 (item 6): BP, FA, NP, each with and without decorrelation.
+"""Float reference study (issue 2, item 6): BP, FA, NP, each with and without decorrelation, on the sweep engine.
 
-Every (dataset, rule, decorrelation, seed) is one ordinary training run of the package (``analogdecorr.train``)
-with the acceptance settings: 4 hidden layers of 1000 LeakyReLU units, Adam lr 1e-4, ``scaled`` decorrelation
-with lr 1e-4, batch 64, 10 epochs (the RunConfig defaults); NP's sigma is ``--sigma`` (default 1e-3).
+The runs are the sweep file ``sims/float.toml`` (4 × 1000 LeakyReLU, Adam lr 1e-4, ``scaled`` decorrelation lr
+1e-4, batch 64, 10 epochs, NP σ 1e-3, seeds 0, 1, 2, a 10 % validation split), run by ``analogdecorr.sweep`` on
+Ray: finished runs are skipped, interrupted ones resume. This script only narrows or varies the sweep (flags
+below) and writes the study's own outputs into ``--out``: ``table.md`` (test accuracy mean ± std over seeds at
+epochs 2, 4, 10 and at each run's best-validation epoch, plus the issue's acceptance checks on digits),
+``<dataset>_test_acc.png`` (mean ± std bands) and ``<dataset>_seed<k>.png`` (plot_comparison of the first seed),
+beside the engine's summary.md/.csv/.png.
 
-Runs go to ``<out>/<dataset>/<rule>+<decor>/seed<k>/``. A run whose results.json already holds all epochs is
-skipped, one with a checkpoint but fewer epochs is resumed, so re-running the script continues an interrupted
-sweep. Afterwards the script writes ``<out>/table.md`` (test accuracy mean ± std over seeds at epochs 2, 4 and
-10), one ``<dataset>_test_acc.png`` per dataset (mean ± std over seeds) plus ``<dataset>_seed<k>.png``
-(``analogdecorr.plots.plot_comparison`` of the first seed), and prints the issue's acceptance checks.
-
-    .venv/bin/python sims/reproduce_float.py                          # digits + mnist1d, seeds 0,1,2
-    .venv/bin/python sims/reproduce_float.py --datasets digits --seeds 0 --jobs 1
-    .venv/bin/python sims/reproduce_float.py --report-only            # table/plots/checks from finished runs
+    .venv/bin/python sims/reproduce_float.py                               # digits + mnist1d, seeds 0,1,2
+    .venv/bin/python sims/reproduce_float.py --published                   # the published rows (no validation split)
+    .venv/bin/python sims/reproduce_float.py --datasets digits --seeds 0 --variants NP,NP+decor
+    .venv/bin/python sims/reproduce_float.py --report-only                 # tables/plots from finished runs
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import copy
 import math
-import os
 import statistics
 import sys
-import time
-import traceback
-import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
-from multiprocessing import get_context
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # allow running from a checkout without installing the package
-    sys.path.insert(0, str(ROOT))
+from analogdecorr.config import load_toml
+from analogdecorr.errors import AnalogDecorrError
+from analogdecorr.results import atomic_write
+from analogdecorr.sweep import SweepSpec, Trial, parse_sweep
+from analogdecorr.sweep.engine import run_trials
+from analogdecorr.sweep.spec import override_base
+from analogdecorr.sweep.summary import fmt, load_run, write_summary
 
-#: (rule, decor) pairs in table order.
-VARIANTS: tuple[tuple[str, str], ...] = (
-    ("bp", "none"),
-    ("bp", "scaled"),
-    ("fa", "none"),
-    ("fa", "scaled"),
-    ("np", "none"),
-    ("np", "scaled"),
-)
-
-
-def variants(decor_rule: str = "scaled") -> tuple[tuple[str, str], ...]:
-    """VARIANTS with the decorrelated ones using ``decor_rule`` instead of ``scaled``."""
-    return tuple((r, decor_rule if d != "none" else d) for r, d in VARIANTS)
+SWEEP_FILE = Path(__file__).with_name("float.toml")
 REPORT_EPOCHS = (2, 4, 10)
-DEFAULT_OUT = ROOT / "sims" / "out" / "float"
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run of the sweep."""
-
-    dataset: str
-    rule: str
-    decor: str
-    seed: int
-    epochs: int
-    sigma: float
-    decor_lr: float
-    out: str
-
-    @property
-    def label(self) -> str:
-        return variant_label(self.rule, self.decor)
-
-
-def variant_label(rule: str, decor: str) -> str:
-    """Human label, e.g. "NP+decor" for ("np", "scaled"), "NP+offdiag" for ("np", "offdiag")."""
-    return rule.upper() + ("" if decor == "none" else "+decor" if decor == "scaled" else f"+{decor}")
-
-
-def run_dir(out: Path, dataset: str, rule: str, decor: str, seed: int) -> Path:
-    return out / dataset / f"{rule}+{decor}" / f"seed{seed}"
+def build_spec(args: argparse.Namespace) -> SweepSpec:
+    """sims/float.toml narrowed/varied by the flags (every change goes through the sweep file's checks)."""
+    data = copy.deepcopy(load_toml(SWEEP_FILE))
+    if args.published:  # issue 2's protocol: the whole training set, test accuracy at fixed epochs
+        data["base"]["val_frac"] = 0.0
+        data["sweep"].update(select="last", metric="test_acc")
+    override_base(data, args.set)
+    if args.decor_rule != "scaled":
+        for v in data["grid"]["variant"].values():
+            v["decor"] = args.decor_rule if v["decor"] == "scaled" else v["decor"]
+    if args.datasets:
+        data["grid"]["dataset"] = args.datasets.split(",")
+    if args.variants:
+        wanted = args.variants.split(",")
+        unknown = [v for v in wanted if v not in data["grid"]["variant"]]
+        if unknown:
+            raise SystemExit(f"error: unknown variant {unknown[0]!r}; choose from "
+                             f"{', '.join(data['grid']['variant'])}")
+        data["grid"]["variant"] = {k: v for k, v in data["grid"]["variant"].items() if k in wanted}
+    if args.seeds:
+        data["sweep"]["seeds"] = [int(s) for s in args.seeds.split(",")]
+    return parse_sweep(data, source=f"sweep file {SWEEP_FILE}")
 
 
-def completed_epochs(results_json: Path) -> int:
-    """Number of epoch rows in a results.json (0 if absent or unreadable)."""
-    try:
-        data = json.loads(results_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return 0
-    return len([r for r in data.get("epochs", []) if isinstance(r, dict)])
+# ------------------------------------------------------------------------------------------------ tables
+def curves(trials: Sequence[Trial], dataset: str, variant: str) -> list[dict]:
+    """The finished results of one (dataset, variant), one per seed."""
+    out = []
+    for t in trials:
+        s = dict(t.setting)
+        if s["dataset"] == dataset and s["variant"] == variant:
+            data = load_run(t)
+            if data and not data.get("diverged"):
+                out.append(data)
+    return out
 
 
-def config_mismatch(spec: RunSpec) -> str | None:
-    """If the run folder already holds a run with other settings (e.g. another --sigma), say which."""
-    try:
-        cfg = json.loads((Path(spec.out) / "results.json").read_text(encoding="utf-8"))["config"]
-    except (OSError, ValueError, KeyError):
-        return None
-    wanted = {"sigma": spec.sigma, "decor_lr": spec.decor_lr, "decor": spec.decor, "rule": spec.rule}
-    diffs = [f"{k}={cfg.get(k)!r} (wanted {v!r})" for k, v in wanted.items() if cfg.get(k) != v]
-    return f"{spec.out} holds a run with {', '.join(diffs)}" if diffs else None
+def at_epoch(runs: list[dict], epoch: int) -> list[float]:
+    return [r["epochs"][epoch - 1]["test_acc"] for r in runs if len(r["epochs"]) >= epoch]
 
 
-def run_one(spec: RunSpec) -> dict[str, Any]:
-    """Train one run (worker process, one torch thread); return a status dict, never raise."""
-    import torch
-
-    torch.set_num_threads(1)
-    from analogdecorr.config import resolve
-    from analogdecorr.train import CHECKPOINT_NAME, train
-
-    out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with open(out / "train.log", "a", encoding="utf-8") as logf:
-
-        def log(msg: str) -> None:
-            logf.write(msg + "\n")
-            logf.flush()
-
-        try:
-            cfg = resolve(
-                {},
-                {
-                    "dataset": spec.dataset,
-                    "rule": spec.rule,
-                    "decor": spec.decor,
-                    "hidden": "1000,1000,1000,1000",
-                    "activation": "leaky_relu",
-                    "optimizer": "adam",
-                    "lr": 1e-4,
-                    "decor_lr": spec.decor_lr,
-                    "batch_size": 64,
-                    "sigma": spec.sigma,
-                    "epochs": spec.epochs,
-                    "seed": spec.seed,
-                    "out": str(out),
-                },
-            )
-            resume = (out / CHECKPOINT_NAME).exists()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                train(cfg, resume=resume, progress=False, log=log)
-            for w in caught:
-                log(f"warning: {w.message}")
-            status = "ok"
-        except Exception as exc:  # a diverged run is a result, not a crash of the sweep
-            log(traceback.format_exc())
-            status = f"{type(exc).__name__}: {exc}"
-    return {"spec": spec, "status": status, "seconds": time.perf_counter() - t0}
+def at_best_val(runs: list[dict]) -> list[float]:
+    vals = [r["summary"]["test_acc_at_best_val"] for r in runs if r.get("summary")]
+    return [v for v in vals if v is not None]
 
 
-# ------------------------------------------------------------------------------------------------ summary
-def load_curves(out: Path, dataset: str, rule: str, decor: str, seeds: Sequence[int]) -> list[list[float]]:
-    """Per seed, the test accuracy per epoch (runs without a results.json are left out)."""
-    curves = []
-    for seed in seeds:
-        path = run_dir(out, dataset, rule, decor, seed) / "results.json"
-        if not path.exists():
-            continue
-        data = json.loads(path.read_text(encoding="utf-8"))
-        acc = [r.get("test_acc") for r in data.get("epochs", []) if isinstance(r, dict)]
-        curves.append([math.nan if a is None else float(a) for a in acc])
-    return curves
+def pct(values: Sequence[float]) -> str:
+    return fmt([100 * v for v in values], 1) if values else "–"
 
 
-def at_epoch(curves: list[list[float]], epoch: int) -> list[float]:
-    """Test accuracies of all seeds at (1-based) ``epoch`` (seeds that did not get there are left out)."""
-    return [c[epoch - 1] for c in curves if len(c) >= epoch]
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single value); NaN for none."""
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def fmt_cell(values: Sequence[float]) -> str:
-    if not values:
-        return "–"
-    m, s = mean_std(values)
-    return f"{100 * m:.1f} ± {100 * s:.1f}"
-
-
-def write_table(
-    out: Path,
-    datasets: Sequence[str],
-    seeds: Sequence[int],
-    sigma: float,
-    decor_lr: float,
-    epochs: int,
-    decor_rule: str = "scaled",
-) -> str:
-    """Markdown table of test accuracy (%) per dataset and variant at REPORT_EPOCHS; returns the text."""
+def write_table(spec: SweepSpec, trials: Sequence[Trial], out: Path) -> str:
+    datasets = [lab for lab, _ in dict(spec.axes)["dataset"]]
+    variants = [lab for lab, _ in dict(spec.axes)["variant"]]
+    c = trials[0].config  # the settings every run shares
+    epochs = c.epochs
     cols = [e for e in REPORT_EPOCHS if e <= epochs] or [epochs]
-    lines = [
-        "# Float reference: test accuracy (%), mean ± std over seeds",
-        "",
-        f"4 hidden layers × 1000 LeakyReLU, Adam lr 1e-4, `{decor_rule}` decorrelation lr {decor_lr:g}, batch 64, "
-        f"NP σ = {sigma:g}. Std is the sample std (ddof = 1). Generated by `sims/reproduce_float.py`.",
-    ]
+    validation = c.val_frac > 0
+    lines = ["# Float reference: test accuracy (%), mean ± std over seeds", "",
+             f"{len(c.hidden)} hidden layers × {c.hidden[0]} {c.activation}, {c.optimizer} lr {c.lr:g}, "
+             f"decorrelation lr {c.decor_lr:g}, batch {c.batch_size}, NP σ = {c.sigma:g}, {epochs} epochs, seeds "
+             f"{spec.seeds}, validation split {c.val_frac:g} of the training set. Std is the sample std "
+             "(ddof = 1). Generated by `sims/reproduce_float.py` from `sims/float.toml`."]
+    extra = ["test @ best val (epoch)"] if validation else []
     for ds in datasets:
-        lines += ["", f"## {ds}", "", "| rule | seeds | " + " | ".join(f"epoch {e}" for e in cols) + " |"]
-        lines.append("| --- | --- | " + " | ".join("---" for _ in cols) + " |")
-        for rule, decor in variants(decor_rule):
-            curves = load_curves(out, ds, rule, decor, seeds)
-            if not curves:
-                continue  # not part of this sweep (e.g. --variants np+decor)
-            n_done = len([c for c in curves if len(c) >= epochs])
-            cells = [fmt_cell(at_epoch(curves, e)) for e in cols]
-            lines.append(f"| {variant_label(rule, decor)} | {n_done} | " + " | ".join(cells) + " |")
+        lines += ["", f"## {ds}", "",
+                  "| rule | seeds | " + " | ".join([f"epoch {e}" for e in cols] + extra) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in cols + extra) + " |"]
+        for variant in variants:
+            runs = curves(trials, ds, variant)
+            if not runs:
+                continue
+            cells = [pct(at_epoch(runs, e)) for e in cols]
+            if validation:
+                ep = [r["summary"]["best_val_epoch"] for r in runs if r["summary"]["best_val_epoch"]]
+                cells.append(f"{pct(at_best_val(runs))} ({statistics.fmean(ep):.1f})" if ep else "–")
+            lines.append(f"| {variant} | {len(runs)} | " + " | ".join(cells) + " |")
+    checks = acceptance_checks(trials, variants)
+    if checks and epochs >= 10 and "digits" in datasets:
+        lines += ["", "## Acceptance checks (digits, means over seeds)", "", "| check | result | measured |",
+                  "| --- | --- | --- |"]
+        lines += [f"| {d} | {v} | {m} |" for d, v, m in checks]
     text = "\n".join(lines) + "\n"
+    with atomic_write(out / "table.md") as f:
+        f.write(text)
     return text
 
 
-def acceptance_checks(out: Path, seeds: Sequence[int], decor_rule: str = "scaled") -> list[tuple[str, str, str]]:
-    """The issue's checks on digits (means over seeds): (description, PASS/FAIL/SKIP, measured values)."""
+def acceptance_checks(trials: Sequence[Trial], variants: Sequence[str]) -> list[tuple[str, str, str]]:
+    """Issue 2's checks on digits (test accuracy means over seeds at fixed epochs): (check, PASS/FAIL, measured)."""
 
-    def mean_at(rule: str, decor: str, epoch: int) -> float:
-        vals = at_epoch(load_curves(out, "digits", rule, decor, seeds), epoch)
+    def mean_at(variant: str, epoch: int) -> float:
+        vals = at_epoch(curves(trials, "digits", variant), epoch) if variant in variants else []
         return statistics.fmean(vals) if vals else math.nan
 
-    checks: list[tuple[str, Callable[[], tuple[bool, str]]]] = []
-
-    def add(desc: str, fn: Callable[[], tuple[bool, str]]) -> None:
-        checks.append((desc, fn))
-
-    def ck_np() -> tuple[bool, str]:
-        v = mean_at("np", "none", 10)
-        return v <= 0.30, f"NP {100 * v:.1f}%"
-
-    def ck_dnp() -> tuple[bool, str]:
-        v = mean_at("np", decor_rule, 10)
-        return v >= 0.80, f"NP+decor {100 * v:.1f}%"
-
-    def ck_bp2() -> tuple[bool, str]:
-        a, b = mean_at("bp", decor_rule, 2), mean_at("bp", "none", 2)
-        return a >= b, f"BP+decor {100 * a:.1f}% vs BP {100 * b:.1f}%"
-
-    def ck_bp10() -> tuple[bool, str]:
-        v = mean_at("bp", decor_rule, 10)
-        return v >= 0.97, f"BP+decor {100 * v:.1f}%"
-
-    def ck_fa4() -> tuple[bool, str]:
-        a, b = mean_at("fa", decor_rule, 4), mean_at("fa", "none", 4)
-        return a >= b, f"FA+decor {100 * a:.1f}% vs FA {100 * b:.1f}%"
-
-    add("digits: NP test acc at epoch 10 <= 30%", ck_np)
-    add("digits: NP+decor test acc at epoch 10 >= 80%", ck_dnp)
-    add("digits: BP+decor >= BP at epoch 2", ck_bp2)
-    add("digits: BP+decor test acc at epoch 10 >= 97%", ck_bp10)
-    add("digits: FA+decor >= FA at epoch 4", ck_fa4)
-    results = []
-    for desc, fn in checks:
-        ok, measured = fn()
-        if "nan" in measured:
-            results.append((desc, "SKIP", "not run"))
-        else:
-            results.append((desc, "PASS" if ok else "FAIL", measured))
-    return results
+    rows = [
+        ("digits: NP test acc at epoch 10 <= 30%", lambda: (mean_at("NP", 10),), lambda a: a <= 0.30),
+        ("digits: NP+decor test acc at epoch 10 >= 80%", lambda: (mean_at("NP+decor", 10),), lambda a: a >= 0.80),
+        ("digits: BP+decor >= BP at epoch 2", lambda: (mean_at("BP+decor", 2), mean_at("BP", 2)),
+         lambda a, b: a >= b),
+        ("digits: BP+decor test acc at epoch 10 >= 97%", lambda: (mean_at("BP+decor", 10),), lambda a: a >= 0.97),
+        ("digits: FA+decor >= FA at epoch 4", lambda: (mean_at("FA+decor", 4), mean_at("FA", 4)),
+         lambda a, b: a >= b),
+    ]
+    out = []
+    for desc, measure, test in rows:
+        vals = measure()
+        if any(math.isnan(v) for v in vals):
+            continue
+        out.append((desc, "PASS" if test(*vals) else "FAIL", " vs ".join(f"{100 * v:.1f}%" for v in vals)))
+    return out
 
 
-def plot_dataset(out: Path, dataset: str, seeds: Sequence[int], decor_rule: str = "scaled") -> list[Path]:
-    """``<dataset>_test_acc.png`` (mean ± std over seeds) and ``<dataset>_seed<k>.png`` (plot_comparison)."""
+def plot(spec: SweepSpec, trials: Sequence[Trial], out: Path) -> list[Path]:
+    """<dataset>_test_acc.png (mean ± std over seeds per variant) and <dataset>_seed<k>.png (first seed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from analogdecorr.plots import plot_comparison
 
     written = []
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    any_line = False
-    for i, (rule, decor) in enumerate(variants(decor_rule)):
-        curves = load_curves(out, dataset, rule, decor, seeds)
-        if not curves:
+    variants = [lab for lab, _ in dict(spec.axes)["variant"]]
+    for ds in [lab for lab, _ in dict(spec.axes)["dataset"]]:
+        fig = Figure(figsize=(8, 5), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        for i, variant in enumerate(variants):
+            runs = curves(trials, ds, variant)
+            if not runs:
+                continue
+            n = min(len(r["epochs"]) for r in runs)
+            xs = list(range(1, n + 1))
+            stats = [(statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+                     for v in (at_epoch(runs, e) for e in xs)]
+            ms = [m for m, _ in stats]
+            color, style = f"C{i // 2}", "-" if "decor" in variant else "--"
+            ax.plot(xs, ms, style, marker=".", color=color, label=f"{variant} (n={len(runs)})")
+            ax.fill_between(xs, [m - s for m, s in stats], [m + s for m, s in stats], color=color, alpha=0.15)
+        if not ax.lines:
             continue
-        n_ep = max(len(c) for c in curves)
-        xs, ms, ss = [], [], []
-        for e in range(1, n_ep + 1):
-            m, s = mean_std(at_epoch(curves, e))
-            xs.append(e)
-            ms.append(m)
-            ss.append(s)
-        color = f"C{i // 2}"
-        style = "-" if decor != "none" else "--"
-        ax.plot(xs, ms, style, marker=".", color=color, label=f"{variant_label(rule, decor)} (n={len(curves)})")
-        ax.fill_between(xs, [m - s for m, s in zip(ms, ss, strict=True)], [m + s for m, s in zip(ms, ss, strict=True)],
-                        color=color, alpha=0.15)
-        any_line = True
-    if any_line:
         ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1.02),
-               title=f"{dataset}: test accuracy, mean ± std over seeds (dashed: no decorrelation)")
+               title=f"{ds}: test accuracy, mean ± std over seeds (dashed: no decorrelation)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-        path = out / f"{dataset}_test_acc.png"
-        fig.savefig(path, dpi=110)
-        written.append(path)
-    if seeds:
-        paths = [run_dir(out, dataset, r, d, seeds[0]) / "results.json" for r, d in variants(decor_rule)]
-        paths = [p for p in paths if p.exists()]
-        if paths:
-            written.append(plot_comparison(paths, out / f"{dataset}_seed{seeds[0]}.png", metric="test_acc"))
+        with atomic_write(out / f"{ds}_test_acc.png", "wb") as f:
+            fig.savefig(f, format="png", dpi=110)
+        written.append(out / f"{ds}_test_acc.png")
+        first = [t.out / "results.json" for t in trials
+                 if t.seed == spec.seeds[0] and dict(t.setting)["dataset"] == ds and load_run(t)
+                 and not load_run(t).get("diverged")]
+        if first:
+            written.append(plot_comparison(first, out / f"{ds}_seed{spec.seeds[0]}.png", metric="test_acc"))
     return written
 
 
@@ -311,88 +194,43 @@ def plot_dataset(out: Path, dataset: str, seeds: Sequence[int], decor_rule: str 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", default="digits,mnist1d", help="comma-separated datasets (default: %(default)s)")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs per run (default: %(default)s)")
-    p.add_argument("--jobs", type=int, default=2, help="parallel runs, one torch thread each (default: %(default)s)")
-    p.add_argument("--sigma", type=float, default=1e-3, help="NP perturbation std (default: %(default)s)")
-    p.add_argument("--decor-lr", type=float, default=1e-4,
-                   help="decorrelation lr (default: %(default)s; the acceptance setting)")
-    p.add_argument("--decor-rule", default="scaled", choices=("scaled", "offdiag", "whiten", "kappa"),
-                   help="decorrelation rule of the +decor variants (default: %(default)s; the acceptance setting)")
-    p.add_argument("--variants", default=None,
-                   help="comma-separated variants to run, e.g. np+none,np+decor (default: all six)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: sims/out/float)")
-    p.add_argument("--report-only", action="store_true", help="only write table, plots and checks")
+    p.add_argument("--datasets", help="comma-separated datasets (default: the sweep file's digits,mnist1d)")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the sweep file's 0,1,2)")
+    p.add_argument("--variants", help="comma-separated variants, e.g. NP,NP+decor (default: all six)")
+    p.add_argument("--decor-rule", default="scaled", help="decorrelation rule of the +decor variants")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a [base] key for every run, e.g. decor_lr=1e-3 or epochs=4; repeatable")
+    p.add_argument("--published", action="store_true",
+                   help="the published protocol: no validation split (val_frac 0), test accuracy at fixed epochs")
+    p.add_argument("--out", type=Path, help="sweep folder (default: the sweep file's sims/out/float)")
+    p.add_argument("--jobs", type=int, help="runs at a time (default: every CPU)")
+    p.add_argument("--address", help="join the Ray cluster at this address instead of starting a local one")
+    p.add_argument("--report-only", action="store_true", help="only write the tables and plots")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from tqdm.auto import tqdm
-
-    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    all_variants = variants(args.decor_rule)
-    wanted = set(all_variants)
-    if args.variants:
-        wanted = {tuple(v.strip().lower().replace("decor", args.decor_rule).split("+", 1))
-                  for v in args.variants.split(",") if v.strip()}
-    unknown = wanted - set(all_variants)
-    if unknown:
-        raise SystemExit(f"unknown variants {sorted(unknown)}; choose from "
-                         + ", ".join(f"{r}+{d}" for r, d in all_variants))
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-
-    specs = [
-        RunSpec(ds, rule, decor, seed, args.epochs, args.sigma, args.decor_lr,
-                str(run_dir(out, ds, rule, decor, seed)))
-        for ds in datasets for seed in seeds for rule, decor in all_variants if (rule, decor) in wanted
-    ]
-    clashes = [m for m in map(config_mismatch, specs) if m]
-    if clashes:
-        raise SystemExit("; ".join(clashes[:3]) + "; choose another --out for these settings")
-    todo = [s for s in specs if completed_epochs(Path(s.out) / "results.json") < s.epochs]
-    failures: list[str] = []
-    if not args.report_only and todo:
-        print(f"{len(specs) - len(todo)} of {len(specs)} runs already complete; running {len(todo)} "
-              f"with {args.jobs} job(s)")
-        bar = tqdm(total=len(todo), desc="runs", unit="run")
-        with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=get_context("spawn")) as pool:
-            futures: list[Future] = [pool.submit(run_one, s) for s in todo]
-            for fut in as_completed(futures):
-                res = fut.result()
-                spec: RunSpec = res["spec"]
-                name = f"{spec.dataset} {spec.label} seed {spec.seed}"
-                if res["status"] != "ok":
-                    failures.append(f"{name}: {res['status']}")
-                acc = load_curves(out, spec.dataset, spec.rule, spec.decor, [spec.seed])
-                final = f"{100 * acc[0][-1]:.1f}%" if acc and acc[0] else "n/a"
-                bar.write(f"{name}: {res['status']}, final test acc {final}, {res['seconds']:.0f}s")
-                bar.update(1)
-        bar.close()
-
-    table = write_table(out, datasets, seeds, args.sigma, args.decor_lr, args.epochs, args.decor_rule)
-    acceptance_settings = args.decor_rule == "scaled" and args.decor_lr == 1e-4 and args.epochs >= 10
-    checks = acceptance_checks(out, seeds, args.decor_rule) if "digits" in datasets and acceptance_settings else []
-    if "digits" in datasets and not acceptance_settings:
-        print("acceptance checks skipped: they apply to `scaled` decorrelation, decor lr 1e-4, >= 10 epochs")
-    if checks:
-        table += "\n## Acceptance checks (digits, means over seeds)\n\n| check | result | measured |\n"
-        table += "| --- | --- | --- |\n" + "".join(f"| {d} | {v} | {m} |\n" for d, v, m in checks)
-    if failures:
-        table += "\n## Failed runs\n\n" + "".join(f"- {f}\n" for f in failures)
-    (out / "table.md").write_text(table, encoding="utf-8")
-    for ds in datasets:
-        plot_dataset(out, ds, seeds, args.decor_rule)
+    try:
+        spec = build_spec(args)
+        out = args.out or Path(spec.out)
+        trials = spec.trials(out)
+        failed = []
+        if not args.report_only:
+            report = run_trials(trials, address=args.address, jobs=args.jobs)
+            failed = report.failed
+        write_summary(spec, trials, out)
+    except AnalogDecorrError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    table = write_table(spec, trials, out)
+    plot(spec, trials, out)
     print(table)
-    for desc, verdict, measured in checks:
-        print(f"{verdict}  {desc}  ({measured})")
-    print(f"wrote {out / 'table.md'} and plots in {out}")
-    return 1 if failures or any(v == "FAIL" for _, v, _ in checks) else 0
+    for o in failed:
+        print(f"failed: {o.trial.label}: {o.error.splitlines()[0]}", file=sys.stderr)
+    print(f"wrote {out / 'table.md'}, {out / 'summary.md'} and plots in {out}")
+    return 1 if failed or "| FAIL |" in table else 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.exit(main())

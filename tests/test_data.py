@@ -14,10 +14,18 @@ import pytest
 import torch
 
 from analogdecorr import data as D
-from analogdecorr.data import DATASETS, Dataset, batches, check_batch, load_dataset
+from analogdecorr.data import DATASETS, Dataset, batches, check_batch
+from analogdecorr.data import load_dataset as _load_dataset
 from analogdecorr.errors import ConfigError, DataError
 
 # ----------------------------------------------------------------------------------------- helpers
+
+
+def load_dataset(*args, **kwargs) -> Dataset:
+    """The loader without a validation split (val_frac = 0), so the split and standardisation tests below check
+    the train/test split itself; the validation split has its own tests at the end."""
+    kwargs.setdefault("val_frac", 0.0)
+    return _load_dataset(*args, **kwargs)
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:
@@ -629,3 +637,63 @@ def test_check_batch_nan_and_inf_counted_and_located():
     msg = str(e.value)
     assert "2 NaN and 1 Inf" in msg and "2 of 6 samples" in msg and "rows 2, 4" in msg
     assert "first at row 2, feature 3" in msg
+
+
+# --------------------------------------------------------------------------------------- validation split
+
+
+@pytest.mark.parametrize("name", ["digits", "correlated", "mnist1d"])
+def test_validation_split_is_a_seeded_part_of_the_training_set(name):
+    whole = load_dataset(name, seed=3, n_samples=600, val_frac=0.0)
+    ds = load_dataset(name, seed=3, n_samples=600, val_frac=0.2)
+    n = len(whole.x_train)
+    assert len(ds.x_val) == round(0.2 * n) and len(ds.x_train) + len(ds.x_val) == n
+    assert len(ds.x_test) == len(whole.x_test) and torch.equal(ds.y_test, whole.y_test)  # test set unchanged
+    # same seed -> same split; another seed -> another validation set
+    again = load_dataset(name, seed=3, n_samples=600, val_frac=0.2)
+    assert torch.equal(again.x_val, ds.x_val) and torch.equal(again.y_train, ds.y_train)
+    other = load_dataset(name, seed=4, n_samples=600, val_frac=0.2)
+    if name == "mnist1d":  # mnist1d's train/test are fixed: only the validation rows move with the seed
+        assert not torch.equal(other.y_val, ds.y_val) or not torch.equal(other.x_val, ds.x_val)
+
+
+def test_validation_rows_are_disjoint_training_rows_standardised_with_the_rest_only():
+    x, y = D._digits_arrays()
+    ds = load_dataset("digits", seed=1, val_frac=0.25)
+    perm0 = np.random.default_rng(1).permutation(len(x))  # the train/test split (test_frac 0.2)
+    tr_idx = np.sort(perm0[round(len(x) * 0.2):])
+    x_tr, y_tr = x[tr_idx], y[tr_idx]
+    perm = np.random.default_rng([1, D._VAL_STREAM]).permutation(len(x_tr))
+    n_val = round(0.25 * len(x_tr))
+    keep, val = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    assert not set(keep) & set(val)
+    ref_tr, ref_va = manual_standardise(x_tr[keep], x_tr[val])
+    np.testing.assert_allclose(ds.x_train.numpy(), ref_tr, atol=1e-5)
+    np.testing.assert_allclose(ds.x_val.numpy(), ref_va, atol=1e-5)
+    np.testing.assert_array_equal(ds.y_val.numpy(), y_tr[val])
+    # the statistics are the remaining training rows': their mean is 0, the validation rows' is not exactly 0
+    assert abs(float(ds.x_train.mean(0).abs().max())) < 1e-5
+    assert float(ds.x_val.mean(0).abs().max()) > 1e-3
+
+
+def test_val_frac_zero_gives_the_previous_split_and_an_empty_validation_set():
+    ds = _load_dataset("digits", seed=2, val_frac=0.0)
+    ref = load_dataset("digits", seed=2)
+    assert torch.equal(ds.x_train, ref.x_train) and ds.x_val.shape == (0, 64) and ds.y_val.shape == (0,)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan"), True, "0.1"])
+def test_bad_val_frac_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="val_frac"):
+        _load_dataset("digits", val_frac=bad)
+
+
+def test_val_frac_that_leaves_no_validation_row_names_the_range():
+    with pytest.raises(ConfigError, match="val_frac=0.0001 .* leaves 0 validation"):
+        _load_dataset("correlated", n_samples=50, val_frac=1e-4)
+
+
+def test_default_loader_holds_out_a_tenth_for_validation():
+    ds = _load_dataset("digits")
+    n = len(ds.x_train) + len(ds.x_val)
+    assert len(ds.x_val) == round(0.1 * n) and D.VAL_FRAC == 0.1

@@ -1,0 +1,385 @@
+"""The sweep file: a base configuration, the keys to grid (or sample), seeds, the metric and how each run's
+epoch is selected; expanded into trials whose every resolved configuration is validated before anything runs.
+
+Format (TOML; every table but [base] optional)::
+
+    [sweep]
+    seeds = [0, 1, 2]            # default [0]
+    metric = "val_acc"           # the epoch-row figure settings are compared on (default val_acc)
+    select = "validation"        # each run's epoch: "validation" (best val_acc, default) or "last"
+    plot = "lr"                  # axis on the plot's x axis (default: the first numeric one, else curves)
+    out = "sweeps/lr"            # default folder (--out overrides; default runs/sweeps/<file stem>)
+
+    [base]                       # RunConfig keys shared by every run (not seed, not out)
+    dataset = "digits"
+    hidden = [100]
+
+    [grid]                       # every combination of these values ...
+    rule = ["bp", "np"]
+    lr = [1e-4, 1e-3]
+    [grid.hardware]              # ... and of named variants: a table of label = {RunConfig keys}
+    fp = {backend = "analog", preset = "FloatingPointPreset"}
+    ecram = {backend = "analog", preset = "EcRamPreset", io = {is_perfect = true}}
+
+    [sample]                     # optional: n random settings (seeded), each crossed with the grid
+    n = 8
+    seed = 0
+    decor_lr = {log_uniform = [1e-5, 1e-3]}   # also {uniform = [a, b]}, {choice = [...]}, int_uniform
+
+    [[exclude]]                  # drop combinations matching every key given (a list matches any of)
+    hardware = "ecram"
+    rule = "bp"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig, load_toml, resolve
+from ..errors import ConfigError
+
+RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
+TABLES = ("sweep", "base", "grid", "sample", "exclude")
+SWEEP_KEYS = ("seeds", "metric", "select", "plot", "out", "name")
+METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss")
+SELECTS = ("validation", "last")
+DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
+#: Keys the sweep sets itself for every run.
+RESERVED = {"seed": "list the seeds in [sweep] seeds = [0, 1, 2]",
+            "out": "every run goes to <sweep out>/runs/<config hash>; set [sweep] out or --out"}
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of a sweep: its setting (axis name → label, in axis order), seed and resolved configuration."""
+
+    setting: tuple[tuple[str, str], ...]
+    seed: int
+    overrides: Mapping[str, Any]  # the RunConfig keys the setting sets (on top of [base])
+    config: RunConfig  # with out = the run folder
+    key: str  # hash of the full configuration (out excluded): the run folder's name
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.setting) + f" seed={self.seed}"
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+
+@dataclass
+class SweepSpec:
+    """A parsed, checked sweep file (see the module docstring for the format)."""
+
+    base: dict[str, Any]
+    axes: list[tuple[str, list[tuple[str, dict[str, Any]]]]]  # (axis name, [(label, overrides), ...])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    metric: str = "val_acc"
+    select: str = "validation"
+    plot: str | None = None
+    out: str | None = None
+    name: str = "sweep"
+    excludes: list[dict[str, list[str]]] = field(default_factory=list)
+    source: str = "the sweep file"
+
+    @property
+    def mode(self) -> str:
+        """'min' for a loss, 'max' for an accuracy."""
+        return "min" if self.metric.endswith("loss") else "max"
+
+    @property
+    def axis_names(self) -> list[str]:
+        return [name for name, _ in self.axes]
+
+    def settings(self) -> list[tuple[tuple[tuple[str, str], ...], dict[str, Any]]]:
+        """Every (setting, overrides) in grid order, excluded combinations left out."""
+        out = []
+        for combo in itertools.product(*(values for _, values in self.axes)):
+            setting = tuple((name, label) for (name, _), (label, _) in zip(self.axes, combo, strict=True))
+            if any(_matches(ex, dict(setting)) for ex in self.excludes):
+                continue
+            overrides: dict[str, Any] = {}
+            for _, values in combo:
+                overrides.update(values)
+            out.append((setting, overrides))
+        return out
+
+    def trials(self, root: str | Path) -> list[Trial]:
+        """All trials (settings × seeds, seeds innermost), each configuration resolved and validated; the first
+        invalid one raises ConfigError naming the run and the value."""
+        root = Path(root).absolute()
+        trials = []
+        for setting, overrides in self.settings():
+            for seed in self.seeds:
+                where = " ".join(f"{k}={v}" for k, v in setting) + f" seed={seed}"
+                try:
+                    cfg = resolve(self.base, {**overrides, "seed": seed})
+                except ConfigError as e:
+                    raise ConfigError(f"{self.source}: run {where or '(base)'}: {e}") from None
+                self._check_selection(cfg, where)
+                key = config_key(cfg)
+                cfg = dataclasses.replace(cfg, out=str(root / "runs" / key))
+                trials.append(Trial(setting, seed, dict(overrides), cfg, key))
+        if not trials:
+            raise ConfigError(f"{self.source}: [[exclude]] leaves no run; loosen it or add values to [grid]")
+        return trials
+
+    def _check_selection(self, cfg: RunConfig, where: str) -> None:
+        if cfg.val_frac == 0 and (self.select == "validation" or self.metric.startswith("val_")):
+            raise ConfigError(
+                f"{self.source}: run {where} has val_frac = 0 (no validation split) but the sweep selects on "
+                f"validation (select = {self.select!r}, metric = {self.metric!r}); set val_frac > 0, or "
+                "select = \"last\" with a metric that is not val_*"
+            )
+
+
+def config_key(cfg: RunConfig) -> str:
+    """16 hex digits of the SHA-256 of the full configuration without ``out``: equal configurations share a
+    run folder, so a rerun (or another sweep) finds what was already trained."""
+    d = cfg.to_dict()
+    d.pop("out")
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and check a sweep file (ConfigError naming the key, the closest valid one, or the bad value)."""
+    p = Path(path)
+    try:
+        data = load_toml(p)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("--config", "analogdecorr sweep")) from None
+    spec = parse_sweep(data, source=f"sweep file {p}")
+    spec.name = spec.name if spec.name != "sweep" else p.stem
+    return spec
+
+
+def parse_sweep(data: Mapping[str, Any], source: str = "the sweep file") -> SweepSpec:
+    """A SweepSpec from the parsed TOML ``data`` (see :func:`load_sweep`)."""
+    _check_keys(data, TABLES, source, "table")
+    sweep = _table(data, "sweep", source)
+    _check_keys(sweep, SWEEP_KEYS, source, "key in [sweep]")
+    base = dict(_table(data, "base", source))
+    _check_run_keys(base, source, "[base]")
+    grid = _table(data, "grid", source)
+    axes: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = []
+    for name, values in grid.items():
+        if isinstance(values, Mapping):  # a named axis: label = {RunConfig keys}
+            if name in RUN_KEYS:
+                raise ConfigError(
+                    f"{source}: [grid.{name}] is a table of named variants but {name!r} is a config key; name "
+                    f"the axis something else (e.g. [grid.{name}_variant]) or list values: {name} = [...]"
+                )
+            if not values:
+                raise ConfigError(f"{source}: [grid.{name}] has no variants; add label = {{key = value}} lines")
+            options = []
+            for label, overrides in values.items():
+                if not isinstance(overrides, Mapping):
+                    raise ConfigError(
+                        f"{source}: [grid.{name}] {label} must be a table of config keys, e.g. "
+                        f"{label} = {{rule = \"np\"}}, got {overrides!r}"
+                    )
+                _check_run_keys(overrides, source, f"[grid.{name}] {label}")
+                options.append((str(label), dict(overrides)))
+            axes.append((name, options))
+        else:
+            _check_run_keys({name: values}, source, "[grid]")
+            if not isinstance(values, list) or not values:
+                raise ConfigError(
+                    f"{source}: [grid] {name} must be a non-empty list of values, e.g. {name} = [...], got "
+                    f"{values!r}"
+                )
+            axes.append((name, [(_label(v), {name: v}) for v in values]))
+    sample = _table(data, "sample", source)
+    if sample:
+        axes.append(("sample", _sample_axis(sample, source)))
+    names = [n for n, _ in axes]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{source}: {dup[0]!r} is both a [grid] and a [sample] key; keep it in one of them")
+    excludes = _excludes(data.get("exclude", []), dict(axes), source)
+    spec = SweepSpec(
+        base=base,
+        axes=axes,
+        seeds=_seeds(sweep.get("seeds", [0]), source),
+        metric=_choice(sweep.get("metric", "val_acc"), METRICS, "metric", source),
+        select=_choice(sweep.get("select", "validation"), SELECTS, "select", source),
+        out=_opt_str(sweep.get("out"), "out", source),
+        name=_opt_str(sweep.get("name"), "name", source) or "sweep",
+        excludes=excludes,
+        source=source,
+    )
+    plot = sweep.get("plot")
+    if plot is not None:
+        if plot not in names:
+            raise ConfigError(f"{source}: [sweep] plot = {plot!r} is not a swept axis{_closest(str(plot), names)}")
+        spec.plot = str(plot)
+    return spec
+
+
+def override_base(data: dict[str, Any], items: Sequence[str], source: str = "--set") -> None:
+    """Apply ``KEY=VALUE`` strings to the [base] of a parsed sweep file ``data`` (in place), for scripts that
+    vary a sweep; ConfigError for a malformed item, an unknown key, or a key the [grid] sets per row (a [base]
+    value would not reach those rows)."""
+    grid = data.get("grid", {})
+    swept = {k for name, v in grid.items() for k in ([name] if not isinstance(v, Mapping) else
+                                                      [k for ov in v.values() for k in ov])}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"{source} expects KEY=VALUE, got {item!r}")
+        _check_run_keys({key: value}, source, "the overrides")
+        if key in swept:
+            raise ConfigError(f"{source} {key}: the sweep's [grid] sets {key!r} per row, so a [base] value would "
+                              "not reach those rows; change it in the sweep file (or a copy of it)")
+        data.setdefault("base", {})[key] = value.strip()
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _closest(name: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
+
+
+def _check_keys(table: Mapping[str, Any], valid: Sequence[str], source: str, what: str) -> None:
+    for key in table:
+        if key not in valid:
+            raise ConfigError(f"{source}: unknown {what} {key!r}{_closest(str(key), valid)}")
+
+
+def _check_run_keys(table: Mapping[str, Any], source: str, where: str) -> None:
+    for raw in table:
+        key = str(raw).replace("-", "_")
+        if key in RESERVED:
+            raise ConfigError(f"{source}: {where} sets {key!r}, which the sweep sets itself; {RESERVED[key]}")
+        if key not in RUN_KEYS:
+            raise ConfigError(f"{source}: unknown config key {raw!r} in {where}{_closest(key, RUN_KEYS)}")
+
+
+def _table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: {name} must be a table ([{name}] with key = value lines), got {value!r}")
+    return value
+
+
+def _label(value: Any) -> str:
+    """How a swept value is named in the table: 0.0001 → 1e-04, [100, 100] → 100,100."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ",".join(_label(v) for v in value)
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}={_label(v)}" for k, v in value.items()) or "{}"
+    return str(value)
+
+
+def _choice(value: Any, valid: Sequence[str], key: str, source: str) -> str:
+    if value not in valid:
+        raise ConfigError(f"{source}: [sweep] {key} = {value!r} is not one of {', '.join(valid)}"
+                          f"{_closest(str(value), valid) if isinstance(value, str) else ''}")
+    return str(value)
+
+
+def _opt_str(value: Any, key: str, source: str) -> str | None:
+    if value is not None and not (isinstance(value, str) and value.strip()):
+        raise ConfigError(f"{source}: [sweep] {key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _seeds(value: Any, source: str) -> list[int]:
+    ok = isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                    for s in value)
+    if not ok or len(set(value)) != len(value):
+        raise ConfigError(f"{source}: [sweep] seeds must be a non-empty list of distinct integers >= 0, e.g. "
+                          f"[0, 1, 2]; got {value!r}")
+    return list(value)
+
+
+def _sample_axis(sample: Mapping[str, Any], source: str) -> list[tuple[str, dict[str, Any]]]:
+    """n settings drawn with random.Random(seed); their label is the sample's index."""
+    n, seed = sample.get("n"), sample.get("seed", 0)
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        raise ConfigError(f"{source}: [sample] n must be the number of random settings (an integer >= 1), "
+                          f"got {n!r}")
+    if not (isinstance(seed, int) and not isinstance(seed, bool)):
+        raise ConfigError(f"{source}: [sample] seed must be an integer, got {seed!r}")
+    dists = {k: v for k, v in sample.items() if k not in ("n", "seed")}
+    if not dists:
+        raise ConfigError(f"{source}: [sample] has no keys to sample; add e.g. lr = {{log_uniform = [1e-4, 1e-2]}}")
+    _check_run_keys(dists, source, "[sample]")
+    for key, dist in dists.items():
+        ok = isinstance(dist, Mapping) and len(dist) == 1 and next(iter(dist)) in DISTRIBUTIONS
+        if not ok:
+            raise ConfigError(
+                f"{source}: [sample] {key} must be one distribution: {{uniform = [a, b]}}, {{log_uniform = "
+                f"[a, b]}}, {{int_uniform = [a, b]}} or {{choice = [...]}}; got {dist!r}"
+            )
+        kind, args = next(iter(dist.items()))
+        if kind == "choice":
+            if not isinstance(args, list) or not args:
+                raise ConfigError(f"{source}: [sample] {key} = {{choice = [...]}} needs a non-empty list")
+        elif not (isinstance(args, list) and len(args) == 2 and all(_is_num(a) for a in args)
+                  and args[0] <= args[1] and (kind != "log_uniform" or args[0] > 0)):
+            raise ConfigError(f"{source}: [sample] {key} = {{{kind} = [low, high]}} needs two numbers low <= high"
+                              + (" (both > 0)" if kind == "log_uniform" else "") + f"; got {args!r}")
+    rng = random.Random(seed)
+    options = []
+    for i in range(n):
+        drawn = {}
+        for key, dist in dists.items():
+            kind, args = next(iter(dist.items()))
+            if kind == "choice":
+                drawn[key] = args[rng.randrange(len(args))]
+            elif kind == "uniform":
+                drawn[key] = rng.uniform(args[0], args[1])
+            elif kind == "int_uniform":
+                drawn[key] = rng.randint(int(args[0]), int(args[1]))
+            else:
+                drawn[key] = math.exp(rng.uniform(math.log(args[0]), math.log(args[1])))
+        options.append((str(i), drawn))
+    return options
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _excludes(raw: Any, axes: Mapping[str, list], source: str) -> list[dict[str, list[str]]]:
+    if isinstance(raw, Mapping):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(r, Mapping) and r for r in raw):
+        raise ConfigError(f"{source}: exclude must be [[exclude]] tables of axis = value(s), got {raw!r}")
+    out = []
+    for rule in raw:
+        cleaned = {}
+        for axis, values in rule.items():
+            if axis not in axes:
+                raise ConfigError(f"{source}: [[exclude]] names {axis!r}, which is not swept"
+                                  f"{_closest(str(axis), list(axes))}")
+            values = values if isinstance(values, list) else [values]
+            labels = [label for label, _ in axes[axis]]
+            for v in values:
+                if _label(v) not in labels:
+                    raise ConfigError(f"{source}: [[exclude]] {axis} = {v!r} is not one of its values "
+                                      f"({', '.join(labels)}){_closest(_label(v), labels)}")
+            cleaned[axis] = [_label(v) for v in values]
+        out.append(cleaned)
+    return out
+
+
+def _matches(rule: Mapping[str, list[str]], setting: Mapping[str, str]) -> bool:
+    return all(setting.get(axis) in labels for axis, labels in rule.items())

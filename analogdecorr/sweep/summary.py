@@ -1,0 +1,248 @@
+"""A sweep's tables and plot: one row per setting, mean ± std over seeds at each run's selected epoch.
+
+Each run's epoch is its best-validation epoch (``select = "validation"``) or its last; the row gives the sweep's
+metric there, the test accuracy there (test accuracy is never used to choose anything) and at the last epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..results import atomic_write, run_summary
+from .engine import DIVERGED, RESULTS
+from .spec import SweepSpec, Trial
+
+
+@dataclass
+class SettingRow:
+    """The figures of one setting over its finished seeds."""
+
+    setting: tuple[tuple[str, str], ...]
+    overrides: dict[str, Any]
+    seeds: int = 0  # trials of this setting in the sweep
+    done: int = 0  # finished (results or diverged)
+    diverged: int = 0
+    metric: list[float] = field(default_factory=list)  # at the selected epoch, per seed
+    test_selected: list[float] = field(default_factory=list)
+    test_last: list[float] = field(default_factory=list)
+    epoch: list[int] = field(default_factory=list)
+    curves: list[list[float]] = field(default_factory=list)  # metric per epoch, per seed
+
+    @property
+    def settings_text(self) -> str:
+        return " ".join(f"{k}={_text(v)}" for k, v in self.overrides.items())
+
+
+def load_run(trial: Trial) -> dict[str, Any] | None:
+    """The trial's results.json if it holds every epoch; {"diverged": True} if it diverged; else None."""
+    if (trial.out / DIVERGED).exists():
+        return {"diverged": True}
+    try:
+        data = json.loads((trial.out / RESULTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if len(data.get("epochs", [])) >= trial.config.epochs else None
+
+
+def selected_epoch(data: dict[str, Any], select: str) -> dict[str, Any]:
+    """The epoch row a run is judged at: its best-validation epoch or its last."""
+    rows = data["epochs"]
+    if select == "validation":
+        best = (data.get("summary") or run_summary(rows)).get("best_val_epoch")
+        if best is not None:
+            return next(r for r in rows if r["epoch"] == best)
+    return rows[-1]
+
+
+def summarise(spec: SweepSpec, trials: Sequence[Trial]) -> list[SettingRow]:
+    """One SettingRow per setting, in grid order."""
+    rows: dict[tuple, SettingRow] = {}
+    for trial in trials:
+        row = rows.setdefault(trial.setting, SettingRow(trial.setting, dict(trial.overrides)))
+        row.seeds += 1
+        data = load_run(trial)
+        if data is None:
+            continue
+        row.done += 1
+        if data.get("diverged"):
+            row.diverged += 1
+            continue
+        chosen = selected_epoch(data, spec.select)
+        row.metric.append(_num(chosen.get(spec.metric)))
+        row.test_selected.append(_num(chosen.get("test_acc")))
+        row.test_last.append(_num(data["epochs"][-1].get("test_acc")))
+        row.epoch.append(int(chosen["epoch"]))
+        row.curves.append([_num(r.get(spec.metric)) for r in data["epochs"]])
+    return list(rows.values())
+
+
+def best_row(spec: SweepSpec, rows: Sequence[SettingRow]) -> SettingRow | None:
+    """The setting with the best mean metric (over settings with at least one finished, non-diverged seed)."""
+    scored = [(mean_std(r.metric)[0], i, r) for i, r in enumerate(rows) if r.metric]
+    scored = [s for s in scored if math.isfinite(s[0])]
+    if not scored:
+        return None
+    pick = min if spec.mode == "min" else max
+    return pick(scored, key=lambda s: (s[0], -s[1]) if spec.mode == "max" else (s[0], s[1]))[2]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof 1; 0 for one value) of the finite values; NaN for none."""
+    vals = [v for v in values if math.isfinite(v)]
+    if not vals:
+        return math.nan, math.nan
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def fmt(values: Sequence[float], digits: int = 3) -> str:
+    m, s = mean_std(values)
+    if math.isnan(m):
+        return "–"
+    if len([v for v in values if math.isfinite(v)]) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def markdown(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
+    """The summary table as Markdown (best setting on the metric marked with *)."""
+    best = best_row(spec, rows)
+    sel = "best-validation epoch" if spec.select == "validation" else "last epoch"
+    lines = [
+        f"# Sweep {spec.name}: {spec.metric} at each run's {sel}, mean ± std over seeds",
+        "",
+        f"Seeds {spec.seeds}. `test acc @ sel.`: test accuracy at the selected epoch; `epoch`: mean selected "
+        f"epoch; `*`: best setting on {spec.metric} ({'lowest' if spec.mode == 'min' else 'highest'} mean).",
+        "",
+    ]
+    names = spec.axis_names
+    head = [*names, "seeds", spec.metric, "test acc @ sel.", "epoch", "test acc (last)", "settings"]
+    lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        labels = dict(r.setting)
+        seeds = f"{r.done}/{r.seeds}" + (f" ({r.diverged} diverged)" if r.diverged else "")
+        ep = f"{statistics.fmean(r.epoch):.1f}" if r.epoch else "–"
+        mark = " *" if r is best else ""
+        cells = [labels[n] for n in names] + [seeds, fmt(r.metric) + mark, fmt(r.test_selected), ep,
+                                              fmt(r.test_last), f"`{r.settings_text}`"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if best is not None:
+        lines += ["", f"Best setting: {' '.join(f'{k}={v}' for k, v in best.setting)} ({best.settings_text}): "
+                      f"{spec.metric} {fmt(best.metric)}, test accuracy at the selected epoch "
+                      f"{fmt(best.test_selected)}."]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
+    """The summary table as CSV (one row per setting; means, sample stds and the settings)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([*spec.axis_names, "seeds", "done", "diverged", f"{spec.metric}_mean", f"{spec.metric}_std",
+                "test_acc_selected_mean", "test_acc_selected_std", "epoch_mean", "test_acc_last_mean",
+                "test_acc_last_std", "settings"])
+    for r in rows:
+        labels = dict(r.setting)
+        m, s = mean_std(r.metric)
+        tm, ts = mean_std(r.test_selected)
+        lm, ls = mean_std(r.test_last)
+        ep = statistics.fmean(r.epoch) if r.epoch else math.nan
+        w.writerow([*(labels[n] for n in spec.axis_names), r.seeds, r.done, r.diverged,
+                    *(_cell(v) for v in (m, s, tm, ts, ep, lm, ls)), r.settings_text])
+    return buf.getvalue()
+
+
+def plot(spec: SweepSpec, rows: Sequence[SettingRow], path: Path) -> Path | None:
+    """The metric against the swept numeric key (one line per combination of the other axes), or else each
+    setting's learning curve (metric per epoch, mean over seeds). None if nothing has finished."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [r for r in rows if r.metric]
+    if not rows:
+        return None
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    key = spec.plot or next((n for n in spec.axis_names
+                             if n != "sample" and all(_is_number(v) for v in _axis_values(spec, n))), None)
+    if key is not None and key in spec.axis_names:
+        others = [n for n in spec.axis_names if n != key]
+        lines: dict[tuple, list[tuple[float, float, float]]] = {}
+        for r in rows:
+            labels = dict(r.setting)
+            m, s = mean_std(r.metric)
+            lines.setdefault(tuple(labels[n] for n in others), []).append((float(labels[key]), m, s))
+        for i, (name, pts) in enumerate(sorted(lines.items())):
+            pts.sort()
+            xs, ms, ss = zip(*pts, strict=True)
+            ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, color=f"C{i % 10}",
+                        label=" ".join(f"{n}={v}" for n, v in zip(others, name, strict=True)) or spec.metric)
+        numeric = [float(v) for v in _axis_values(spec, key)]
+        if min(numeric) > 0 and max(numeric) / min(numeric) >= 10:
+            ax.set_xscale("log")
+        ax.set(xlabel=key, ylabel=f"{spec.metric} (mean ± std over seeds)")
+    else:
+        for i, r in enumerate(rows):
+            n = min(len(c) for c in r.curves)
+            mean = [statistics.fmean(c[e] for c in r.curves) for e in range(n)]
+            ax.plot(range(1, n + 1), mean, marker=".", color=f"C{i % 10}",
+                    label=" ".join(f"{k}={v}" for k, v in r.setting))
+        ax.set(xlabel="epoch", ylabel=f"{spec.metric} (mean over seeds)")
+    ax.set_title(f"sweep {spec.name}")
+    ax.grid(alpha=0.3)
+    if len(ax.get_legend_handles_labels()[0]) <= 20:
+        ax.legend(fontsize="small")
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    return path
+
+
+def write_summary(spec: SweepSpec, trials: Sequence[Trial], out: str | Path) -> list[Path]:
+    """summary.md, summary.csv and summary.png in ``out`` (each written atomically); returns the paths."""
+    out = Path(out)
+    rows = summarise(spec, trials)
+    paths = []
+    for name, text in (("summary.md", markdown(spec, rows)), ("summary.csv", csv_text(spec, rows))):
+        with atomic_write(out / name) as f:
+            f.write(text)
+        paths.append(out / name)
+    png = plot(spec, rows, out / "summary.png")
+    if png is not None:
+        paths.append(png)
+    return paths
+
+
+def _axis_values(spec: SweepSpec, name: str) -> list[str]:
+    return next(labels for n, labels in ((n, [lab for lab, _ in opts]) for n, opts in spec.axes) if n == name)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _cell(v: float) -> str:
+    return "" if math.isnan(v) else f"{v:.6g}"
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_text(x) for x in v)
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}={_text(x)}" for k, x in v.items()) + "}"
+    return str(v)

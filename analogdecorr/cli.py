@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .hdl.commands import register
 
     register(sub)
+    from .cosim.commands import register as register_cosim
+
+    register_cosim(sub)
     return parser
 
 

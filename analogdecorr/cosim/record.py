@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ class StreamRecorder:
         self.start: Any = None  # the unit state before sample 0
         self.scale = 0.0
         self.saved_n = -1
+        self.dtype = np.int16 if fmt.width <= 16 else np.int32  # the smallest word that holds W bits
 
     @property
     def complete(self) -> bool:
@@ -72,9 +74,9 @@ class StreamRecorder:
                           int(state_before.lfsr))
             self.scale = float(scale)
         take = min(self.limit - self.n, x.shape[0])
-        self._x.append(np.asarray(x[:take], dtype=np.int32))
+        self._x.append(np.asarray(x[:take], dtype=self.dtype))
         self._learn.append(np.asarray(learn[:take], dtype=bool))
-        self._z.append(np.asarray(z[:take], dtype=np.int32))
+        self._z.append(np.asarray(z[:take], dtype=self.dtype))
         self.n += take
 
     def save(self, path: str | Path) -> Path | None:
@@ -82,13 +84,13 @@ class StreamRecorder:
         if self.n == 0 or self.n == self.saved_n:
             return None
         d = self.fmt.size
-        x = np.concatenate(self._x) if self._x else np.zeros((0, d), np.int32)
-        z = np.concatenate(self._z) if self._z else np.zeros((0, d), np.int32)
+        x = np.concatenate(self._x) if self._x else np.zeros((0, d), self.dtype)
+        z = np.concatenate(self._z) if self._z else np.zeros((0, d), self.dtype)
         learn = np.concatenate(self._learn) if self._learn else np.zeros(0, bool)
         self._x, self._z, self._learn = [x], [z], [learn]
         buf = io.BytesIO()
         R0, mu0, lfsr0 = self.start
-        np.savez_compressed(
+        np.savez(
             buf, x=x, learn=learn, z=z, R0=R0, mu0=mu0, lfsr0=np.int64(lfsr0), scale=np.float64(self.scale),
             layer=np.int64(self.layer), limit=np.int64(self.limit), format=np.array(json.dumps(self.fmt.to_dict())),
         )
@@ -102,8 +104,8 @@ class StreamRecorder:
         keep = min(rec.samples, samples_seen, self.limit)
         if keep < min(samples_seen, self.limit):  # samples between the file's end and the state were not kept
             self.limit = keep  # stop here rather than record a stream with a gap
-        self._x, self._z, self._learn = [rec.x[:keep].astype(np.int32)], [rec.z[:keep].astype(np.int32)], [
-            rec.learn[:keep]]
+        self._x, self._z = [rec.x[:keep].astype(self.dtype)], [rec.z[:keep].astype(self.dtype)]
+        self._learn = [rec.learn[:keep]]
         self.n = keep
         self.start = (rec.R0, rec.mu0, rec.lfsr0)
         self.scale = rec.scale
@@ -126,7 +128,7 @@ def load_recording(path: str | Path) -> Recording:
                 learn=f["learn"].astype(bool), z=f["z"].astype(np.int64), R0=f["R0"].astype(np.int64),
                 mu0=f["mu0"].astype(np.int64), lfsr0=int(f["lfsr0"]), limit=int(f["limit"]),
             )
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
         raise DataError(f"the recorded stream {p} is corrupt ({type(e).__name__}); train the run again") from None
     if rec.x.shape != rec.z.shape or rec.x.shape[0] != rec.learn.shape[0] or rec.x.shape[1:] != (fmt.size,):
         raise DataError(f"the recorded stream {p} is inconsistent (x {rec.x.shape}, z {rec.z.shape}); train again")

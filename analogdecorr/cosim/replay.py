@@ -111,7 +111,7 @@ def check(
     if not src.exists():
         raise DataError(f"{src} does not exist; give a run folder (trained with --decor-numerics fixed) or a config")
     missing = verilator_missing()
-    if missing:
+    if missing and not src.is_dir():  # before training for minutes
         raise EnvironmentMismatchError(missing)
     run_dir = src if src.is_dir() else _record_from_config(src, layer, steps)
     path = recording_path(run_dir, layer)
@@ -122,6 +122,8 @@ def check(
     if rec.samples < steps:
         raise DataError(f"{path} holds {rec.samples} samples, fewer than --steps {steps}; pass --steps "
                         f"{rec.samples} or train longer with --cosim-record {steps}")
+    if missing:
+        raise EnvironmentMismatchError(missing)
     t0 = time.perf_counter()
     z_model, _ = model_replay(rec, steps)
     model_diff = first_difference(rec.z[:steps], z_model)

@@ -172,3 +172,33 @@ def test_a_scale_that_saturates_the_first_batch_names_the_layer_and_the_fix(tmp_
 def test_bad_fixed_settings_are_config_errors(tmp_path, kw, needle):
     with pytest.raises(ConfigError, match=needle):
         Trainer(small(tmp_path, **kw), **QUIET)
+
+
+def test_np_perturbed_rows_meet_the_state_their_clean_row_met(tmp_path):
+    """replay_last: row t < k with the state before learning row t, the others with the state after the batch;
+    the same rows as the clean pass give the clean z exactly; no state changes."""
+    from analogdecorr.fixed.model import UnitState, run
+
+    trainer = Trainer(small(tmp_path), **QUIET)
+    decor = trainer.net.layers[0].decor
+    trainer.net.train()
+    x = trainer.data.x_train[:64]
+    decor(trainer.data.x_train[64:128])  # R and the mean have moved: the states differ row by row
+    state0 = decor.state
+    state0 = UnitState(state0.R.copy(), state0.mu.copy(), state0.lfsr)
+    z = decor(x)
+    after = decor.R_int.clone()
+    assert torch.equal(decor.replay_last(x), z)
+    xp = x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    zp = decor.replay_last(xp)
+    assert torch.equal(decor.R_int, after)
+    from analogdecorr.cosim.scale import quantize
+
+    X, _ = quantize(x, decor.scale_value, decor.fmt)
+    P, _ = quantize(xp, decor.scale_value, decor.fmt)
+    k, state, want = num_update_rows(64, 0.1), state0, []
+    for t in range(k):
+        want.append(run(decor.fmt, P[t : t + 1], learn=False, state=state).z[0])
+        state = run(decor.fmt, X[t : t + 1], learn=True, state=state).state
+    want = np.concatenate([np.array(want), run(decor.fmt, P[k:], learn=False, state=state).z])
+    assert np.array_equal(np.rint(zp.double().numpy() * decor.scale_value * 2**decor.fmt.frac), want)

@@ -26,7 +26,6 @@ reports how far the unit's R and z are from it, and the unit's saturation counts
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,38 +36,20 @@ from ..decor import Decorrelator, num_update_rows
 from ..errors import DivergenceError
 from ..fixed import model as unit_model
 from ..fixed.format import UnitFormat, round_shift, saturate
+from ..fixed.model import UnitState
 from .scale import check_first_batch, choose_scale, quantize
 
 #: Saturation keys reported per layer: "x" (mapping into the words) and the model's overflow counts.
 SATURATION_KEYS = ("x", "xc", "rw", "z", "p", "v", "e", "r")
 
 
-@dataclass
-class _State:
-    """The unit's state between samples, until the model exports its own ``UnitState``."""
-
-    R: np.ndarray
-    mu: np.ndarray
-    lfsr: int
-
-
-UnitState = getattr(unit_model, "UnitState", _State)
-_V2 = hasattr(unit_model, "UnitState")
-
-
-def unit_run(fmt: UnitFormat, X: np.ndarray, learn: bool, state: Any) -> tuple[np.ndarray, Any, dict]:
-    """``fixed.model.run`` over the rows X (all learning or all forward-only) from ``state``:
+def unit_run(
+    fmt: UnitFormat, X: np.ndarray, learn: bool | np.ndarray, state: UnitState
+) -> tuple[np.ndarray, UnitState, dict]:
+    """``fixed.model.run`` over the rows X (learn: one bit per row, or one for all) from ``state``:
     (z ints, the state after them, overflow counts)."""
-    if _V2:
-        res = unit_model.run(fmt, X, learn=learn, state=state)
-        return res.z, res.state, res.overflow_counts
-    res = unit_model.run(fmt, X, state.R, learn=learn)  # unit v1: no centring, the LFSR restarts per call
-    return res.z, _State(np.asarray(res.R), state.mu, int(res.lfsr_state)), res.overflow_counts
-
-
-def initial_state(fmt: UnitFormat) -> Any:
-    """The unit's reset state: R = I, μ = 0, LFSR = seed."""
-    return UnitState(unit_model.identity(fmt), np.zeros(fmt.size, dtype=np.int64), fmt.lfsr_seed)
+    res = unit_model.run(fmt, X, learn=learn, state=state)
+    return res.z, res.state, res.overflow_counts
 
 
 class FixedDecorrelator(Decorrelator):
@@ -93,7 +74,7 @@ class FixedDecorrelator(Decorrelator):
         super().__init__(num_features, rule=rule, lr=lr, sample_frac=sample_frac, mean_momentum=mean_momentum)
         self.fmt = fmt
         self.scale_given = scale is not None
-        s0 = initial_state(fmt)
+        s0 = UnitState.reset(fmt)
         self.register_buffer("R_int", torch.from_numpy(np.array(s0.R, dtype=np.int64)))
         self.register_buffer("mu_int", torch.from_numpy(np.array(s0.mu, dtype=np.int64)))
         self.register_buffer("lfsr", torch.tensor([int(s0.lfsr)], dtype=torch.int64))
@@ -102,8 +83,9 @@ class FixedDecorrelator(Decorrelator):
         self.shadow = Decorrelator(num_features, rule=rule, lr=lr, sample_frac=sample_frac,
                                    mean_momentum=mean_momentum)
         self.recorder: Any = None  # a record.StreamRecorder, attached by the trainer
-        self._last_states: list[Any] = []
-        self._last_k = 0
+        self._scale: float | None = None
+        self._scale_checked = False
+        self._last: tuple[Any, np.ndarray, int] | None = None  # (state before, learning rows, k) of the last batch
         self._shadow_failed = False
         self._reset_stats()
         self._sync_mirrors()
@@ -126,7 +108,10 @@ class FixedDecorrelator(Decorrelator):
 
     @property
     def scale_value(self) -> float:
-        return float(self.scale[0])
+        """The layer's scale as a Python float (cached: reading a tensor element costs more than the lookup)."""
+        if self._scale is None:
+            self._scale = float(self.scale[0])
+        return self._scale
 
     def r_view_float(self, R_int: np.ndarray) -> Tensor:
         """Rw · 2^−F: the R the multipliers see, in real units (float32)."""
@@ -145,7 +130,8 @@ class FixedDecorrelator(Decorrelator):
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
-        self._last_states, self._last_k = [], 0
+        self._last, self._scale = None, None
+        self._scale_checked = self.scale_value != 0.0
 
     # ------------------------------------------------------------------ arithmetic
     def _dequantize(self, Z: np.ndarray, like: Tensor) -> Tensor:
@@ -153,10 +139,12 @@ class FixedDecorrelator(Decorrelator):
         return (torch.from_numpy(Z).to(torch.float64) * factor).to(like.dtype)
 
     def _ensure_scale(self, rows: Tensor) -> float:
-        if self.scale_value == 0.0 or int(self.samples_seen[0]) == 0:
+        """The layer's scale: chosen (or, if given, checked) on the first batch it sees."""
+        if not self._scale_checked:
             scale = self.scale_value if self.scale_given else choose_scale(rows, self.fmt)
             check_first_batch(rows, scale, self.fmt, self.name, self.scale_given)
             self.scale[0] = scale
+            self._scale, self._scale_checked = None, True
         return self.scale_value
 
     def _forward_only(self, X: np.ndarray, state: Any) -> tuple[np.ndarray, dict]:
@@ -170,8 +158,7 @@ class FixedDecorrelator(Decorrelator):
         rows = x.reshape(-1, d)
         if not self.training:
             with torch.no_grad():
-                X, _ = quantize(rows, self._ensure_scale(rows) if self.scale_value == 0 else self.scale_value,
-                                self.fmt)
+                X, _ = quantize(rows, self.scale_value or self._ensure_scale(rows), self.fmt)
                 Z, _ = self._forward_only(X, self.state)
                 z = self._dequantize(Z, x)
             return self._straight_through(z, x, self.R).reshape(x.shape)
@@ -181,25 +168,19 @@ class FixedDecorrelator(Decorrelator):
             n = X.shape[0]
             k = min(n, num_update_rows(x.shape[0], self.sample_frac) * (n // x.shape[0]))
             R_before, mean_before = self.R, self.running_mean
-            state = self.state
-            states = [state]
-            Z = np.empty_like(X)
+            state0 = self.state
+            state0 = UnitState(state0.R.copy(), state0.mu.copy(), state0.lfsr)
+            learn = np.zeros(n, dtype=bool)
+            learn[:k] = True
+            Z, state, c = unit_run(self.fmt, X, learn, state0)
             counts = dict.fromkeys(SATURATION_KEYS, 0)
             counts["x"] = sat
-            for t in range(k):
-                Z[t : t + 1], state, c = unit_run(self.fmt, X[t : t + 1], True, state)
-                states.append(state)
-                _add(counts, c)
-            if k < n:
-                Z[k:], c = self._forward_only(X[k:], state)
-                _add(counts, c)
+            _add(counts, c)
             if self.recorder is not None:
-                learn = np.zeros(n, dtype=bool)
-                learn[:k] = True
-                self.recorder.add(X, learn, Z, states[0], scale)
+                self.recorder.add(X, learn, Z, state0, scale)
             self._set_state(state)
             self._sync_mirrors()
-            self._last_states, self._last_k = states, k
+            self._last = (state0, X[:k], k)
             self.last_R, self.last_mean = R_before, mean_before
             self.samples_seen[0] += n
             z = self._dequantize(Z, x)
@@ -230,19 +211,24 @@ class FixedDecorrelator(Decorrelator):
         return z + (rows - rows.detach()) @ R.T.to(x.dtype)
 
     def replay_last(self, rows: Tensor) -> Tensor:
-        """NP's perturbed rows through the unit, each with the state its clean row saw (no state change)."""
-        d = self.num_features
-        flat = rows.reshape(-1, d)
-        if not self._last_states:
+        """NP's perturbed rows through the unit, each with the state its clean row saw (no state change).
+
+        One model run from the batch's initial state over the interleaved stream p_0, x_0, p_1, x_1, ...,
+        p_{k−1}, x_{k−1}, p_k, ..., p_{n−1}, where x_t are the clean learning rows (learn = 1) and p_t the
+        perturbed rows (learn = 0: a forward-only sample changes no state), so p_t meets exactly the state
+        that x_t met.
+        """
+        if self._last is None:
             return self.transform(rows)
-        X, _ = quantize(flat, self.scale_value, self.fmt)
-        Z = np.empty_like(X)
-        k = self._last_k
-        for t in range(k):
-            Z[t : t + 1], _ = self._forward_only(X[t : t + 1], self._last_states[t])
-        if k < X.shape[0]:
-            Z[k:], _ = self._forward_only(X[k:], self._last_states[k])
-        return self._dequantize(Z, rows).reshape(rows.shape)
+        state0, X_learn, k = self._last
+        P, _ = quantize(rows.reshape(-1, self.num_features), self.scale_value, self.fmt)
+        n = P.shape[0]
+        stream = np.concatenate([np.stack([P[:k], X_learn], axis=1).reshape(2 * k, -1), P[k:]])
+        learn = np.zeros(n + k, dtype=bool)
+        learn[1 : 2 * k : 2] = True
+        Z, _, _ = unit_run(self.fmt, stream, learn, state0)
+        perturbed = np.concatenate([Z[0 : 2 * k : 2], Z[2 * k :]])
+        return self._dequantize(perturbed, rows).reshape(rows.shape)
 
     def transform(self, x: Tensor, mean: Tensor | None = None, R: Tensor | None = None) -> Tensor:
         """No arguments: the unit's forward with its current state (no update). With mean/R: the float

@@ -32,22 +32,11 @@ def model_replay(rec: Recording, steps: int | None = None, fmt: UnitFormat | Non
     """The integer model over the first ``steps`` recorded samples from the recorded initial state:
     (z ints, final state). ``fmt`` defaults to the run's format."""
     from ..fixed import model
-    from .decorrelator import UnitState, unit_run
 
     fmt = fmt or rec.fmt
     n = rec.samples if steps is None else min(steps, rec.samples)
-    x, learn = rec.x[:n], rec.learn[:n]
-    state = UnitState(rec.R0, rec.mu0, rec.lfsr0)
-    if hasattr(model, "UnitState"):
-        res = model.run(fmt, x, learn=learn, state=state)
-        return np.asarray(res.z), res.state
-    z = np.empty_like(x)
-    # unit v1: no learn vector; learn segments one call each (exact while the LFSR is unused)
-    edges = [0, *(np.flatnonzero(np.diff(learn.astype(np.int8))) + 1).tolist(), n]
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
-        if b > a:
-            z[a:b], state, _ = unit_run(fmt, x[a:b], bool(learn[a]), state)
-    return z, state
+    res = model.run(fmt, rec.x[:n], learn=rec.learn[:n], state=_state(rec))
+    return np.asarray(res.z), res.state
 
 
 def first_difference(expected: np.ndarray, got: np.ndarray) -> dict[str, int] | None:
@@ -183,7 +172,7 @@ def _export_and_verify(hw: UnitFormat, rec: Recording, steps: int, lanes: int | 
 
 
 def _state(rec: Recording) -> Any:
-    from .decorrelator import UnitState
+    from ..fixed.model import UnitState
 
     return UnitState(rec.R0, rec.mu0, rec.lfsr0)
 

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..decor import num_update_rows
 from ..errors import ConfigError, FormatError
-from ..fixed.format import UnitFormat
+from ..fixed.format import MAX_INTERMEDIATE_BITS, UnitFormat
+from ..fixed.format import shift_for_lr as format_shift_for_lr
 
 #: Momentum of the float Decorrelator's running mean per batch (``Decorrelator.mean_momentum`` default).
 FLOAT_MEAN_MOMENTUM = 0.1
 MANIFEST = "manifest.json"
-_FORMAT_FIELDS = frozenset(f.name for f in fields(UnitFormat))
 
 
 def rows_per_update(cfg: Any) -> int:
@@ -36,15 +36,10 @@ def rows_per_update(cfg: Any) -> int:
     return num_update_rows(cfg.batch_size, cfg.sample_frac)
 
 
-def shift_for_lr(decor_lr: float, rows: int) -> int:
-    """The unit's shift s (η = 2^−s per sample) matching a float decor_lr applied as a mean over ``rows``."""
-    try:
-        from ..fixed.model import shift_for_lr as model_shift  # the model's own mapping, once it has one
-    except ImportError:
-        model_shift = None
-    if model_shift is not None:
-        return int(model_shift(decor_lr, rows))
-    return max(0, round(-math.log2(decor_lr / rows)))
+def shift_for_lr(decor_lr: float, rows: int, max_shift: int = MAX_INTERMEDIATE_BITS) -> int:
+    """The unit's shift s (η = 2^−s per sample) matching a float decor_lr applied as a mean over ``rows``
+    (``fixed.format.shift_for_lr``: s = round(log2(k / lr)))."""
+    return format_shift_for_lr(decor_lr, rows, max_shift=max_shift)
 
 
 def centre_shift_for_momentum(rows: int, momentum: float = FLOAT_MEAN_MOMENTUM) -> int:
@@ -72,7 +67,7 @@ class UnitPlan:
             )
         values["size"] = size
         try:
-            return UnitFormat(**values)
+            return UnitFormat.from_dict(values)
         except FormatError as e:
             raise ConfigError(f"the unit format for {layer} is invalid: {e}") from None
 
@@ -89,21 +84,14 @@ def plan(cfg: Any) -> UnitPlan:
     w = cfg.unit_width
     f = cfg.unit_frac if cfg.unit_frac is not None else w - 4
     derived = cfg.unit_shift is None
-    s = shift_for_lr(cfg.decor_lr, k) if derived else cfg.unit_shift
+    s = shift_for_lr(cfg.decor_lr, k, cfg.unit_r_frac or MAX_INTERMEDIATE_BITS) if derived else cfg.unit_shift
     fr = cfg.unit_r_frac if cfg.unit_r_frac is not None else max(s + 8, f)
     wr = cfg.unit_r_width if cfg.unit_r_width is not None else fr + w - f
     m = cfg.unit_centre_shift if cfg.unit_centre_shift is not None else centre_shift_for_momentum(k)
     values: dict[str, Any] = {"width": w, "frac": f, "r_width": wr, "r_frac": fr, "shift": s,
                               "rounding": cfg.unit_rounding, "rule": cfg.decor, "centre_shift": m}
-    if "rule" not in _FORMAT_FIELDS and cfg.decor != "offdiag":
-        raise ConfigError(f"this version's unit implements only decor offdiag, not {cfg.decor!r}; use --decor offdiag")
     notes = {"rows_per_update": k, "eta": 2.0**-s, "eta_float_per_row": cfg.decor_lr / k}
-    return UnitPlan(_supported(values), "flags", derived, notes)
-
-
-def _supported(values: dict[str, Any]) -> dict[str, Any]:
-    """The fields this version's UnitFormat has (rule/centre_shift arrive with the unit v2 model)."""
-    return {k: v for k, v in values.items() if k in _FORMAT_FIELDS}
+    return UnitPlan(values, "flags", derived, notes)
 
 
 def read_manifest_format(folder: Path) -> dict[str, Any]:
@@ -137,7 +125,5 @@ def _from_manifest(cfg: Any, folder: Path) -> UnitPlan:
             f"the unit in {folder} implements rule {rule!r} but this run's decor is {cfg.decor!r}; "
             f"use --decor {rule} or export a unit with rule {cfg.decor}"
         )
-    values = {k: (tuple(v) if k == "lfsr_taps" else v) for k, v in values.items()}
-    if "delayed" not in _FORMAT_FIELDS:
-        values.pop("delayed", None)  # an old manifest's flag; the v2 format validated it above
+    values = {k: v for k, v in values.items() if k != "delayed"}  # an old manifest's false (validated above)
     return UnitPlan(values, str(folder), False, {"rows_per_update": rows_per_update(cfg)})

@@ -5,8 +5,12 @@ Schema (every key after "epochs" is an optional extra section)::
     {"config": {...RunConfig.to_dict()...},
      "versions": {"python", "torch", "aihwkit", "numpy", "amaranth", "analogdecorr"},
      "epochs": [{"epoch", "train_loss", "train_acc", "test_loss", "test_acc",
-                 "corr_before": [per layer], "corr_after": [per layer], "seconds", ...}, ...],
+                 "corr_before": [per layer], "corr_after": [per layer], "seconds", ...,
+                 "cosim": [{"layer", "samples", "learned", "saturation": {x, xc, rw, z, p, v, e, r},
+                            "r_rel_dist", "z_rel_dist", "scale"}]}, ...],          # decor_numerics = fixed
      "drift": [{"t_seconds", "acc", "compensated"}, ...],                      # analog runs
+     "cosim": {"unit": {"source", "fields", "shift_derived", ...}, "layers": [{"layer", "format"}],
+               "record", "scales"},                                          # decor_numerics = fixed
      "corr_matrices": [{"layer", "before": [[...]], "after": [[...]]}, ...]}   # last epoch
 
 The file is strict JSON: NaN and ±Inf are written as null (read back as None).

@@ -10,7 +10,6 @@ bit-identity, or the first differing sample and word. amaranth and the simulator
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import shutil
 import time
 from pathlib import Path
@@ -143,32 +142,34 @@ def check(
 
 def _export_and_verify(hw: UnitFormat, rec: Recording, steps: int, lanes: int | None, target: Path,
                        timeout: float) -> dict[str, Any]:
-    """Export the unit of ``hw`` with the recorded stimulus and expected z, run Verilator, return its verdict."""
+    """Export the unit of ``hw`` with the recorded stimulus, make the run's z the expected z, run Verilator.
+
+    The export computes its expected z with the integer model of ``hw``; ``z.hex`` is then replaced by the z
+    the training run recorded (the same words when hw is the run's format: ``check`` proved the model
+    reproduces them), so the testbench compares the Verilog with the run itself, and a unit built from another
+    format shows its first differing sample and word.
+    """
     from ..hdl import export as hdl_export
     from ..hdl import verify as hdl_verify
 
-    params = inspect.signature(hdl_export.export).parameters
-    if "stimulus" not in params:
+    if not hasattr(hdl_export, "Stimulus"):
         raise EnvironmentMismatchError(
-            "this analogdecorr's HDL export cannot replay a recorded stream (it has no stimulus input; the unit "
-            "v2 export adds it); update analogdecorr"
+            "this analogdecorr's HDL export cannot replay a recorded stream (it has no Stimulus; the unit v2 "
+            "export adds it); update analogdecorr"
         )
-    stimulus = {
-        "x": rec.x[:steps],
-        "learn": rec.learn[:steps],
-        "state": _state(rec),
-        "z": rec.z[:steps],  # the run's z: the testbench checks the Verilog against the run, not against hw's model
-    }
-    kwargs: dict[str, Any] = {"stimulus": stimulus}
-    if lanes is not None:
-        kwargs["lanes"] = lanes
-    hdl_export.export(hw, out_dir=target, **kwargs)
+    if hw.size != rec.fmt.size or hw.width != rec.fmt.width:
+        raise ConfigError(f"the unit to check has d = {hw.size}, W = {hw.width} but the run's layer {rec.layer} "
+                          f"has d = {rec.fmt.size}, W = {rec.fmt.width}; use a unit of the run's size and width")
+    mu0 = None if not np.any(rec.mu0) else rec.mu0
+    stim = hdl_export.Stimulus(rec.x[:steps], rec.learn[:steps], r0=rec.R0, mu0=mu0)
+    hdl_export.export(hw, lanes, target, stimulus=stim)
+    (target / "z.hex").write_text(hdl_export.hex_lines(rec.z[:steps], hw.width))
     res = hdl_verify.verify(target, simulators=("verilator",), timeout=timeout)
     v = res["simulators"]["verilator"]
     return {"bit_exact": bool(v["bit_exact"]), "first_mismatch": v.get("first_mismatch"),
-            "mismatches": v.get("mismatches"), "cycles": v.get("cycles"),
-            "cycles_per_sample": v.get("cycles_per_sample"), "build_seconds": v.get("build_seconds"),
-            "run_seconds": v.get("run_seconds")}
+            "mismatches": v.get("mismatches"), "z_checked": v.get("z_checked"), "cycles": v.get("cycles"),
+            "cycles_per_sample": v.get("cycles_per_sample"), "lanes": res.get("lanes"),
+            "build_seconds": v.get("build_seconds"), "run_seconds": v.get("run_seconds")}
 
 
 def _state(rec: Recording) -> Any:

@@ -53,7 +53,8 @@ def verilator_missing() -> str | None:
 
 
 def _record_from_config(path: Path, layer: int, steps: int) -> Path:
-    """Train the configured run (fixed numerics) until ``steps`` samples of every layer are recorded."""
+    """Train the configured run (fixed numerics) until ``steps`` samples of ``layer`` are recorded (at least
+    ``steps``, at most the config's cosim_record if larger: whole epochs are trained)."""
     from ..config import load_config
     from ..train import CHECKPOINT_NAME, Trainer
 
@@ -73,7 +74,7 @@ def _record_from_config(path: Path, layer: int, steps: int) -> Path:
     decor = dict(trainer.net.decorrelators).get(layer)
     if decor is None:
         raise ConfigError(_no_layer(layer, [i for i, _ in trainer.net.decorrelators]))
-    trainer.run(stop_when=lambda: all(d.recorder is None or d.recorder.complete for _, d in trainer.net.decorrelators))
+    trainer.run(stop_when=lambda: decor.recorder.n >= steps)
     return out
 
 

@@ -202,3 +202,24 @@ def test_np_perturbed_rows_meet_the_state_their_clean_row_met(tmp_path):
         state = run(decor.fmt, X[t : t + 1], learn=True, state=state).state
     want = np.concatenate([np.array(want), run(decor.fmt, P[k:], learn=False, state=state).z])
     assert np.array_equal(np.rint(zp.double().numpy() * decor.scale_value * 2**decor.fmt.frac), want)
+
+
+def test_stochastic_rounding_carries_the_lfsr_across_batches(tmp_path):
+    res = train(small(tmp_path, epochs=1, unit_rounding="stochastic", cosim_record=600), **QUIET)
+    rec = load_recording(recording_path(tmp_path / "run", 0))
+    z, state = model_replay(rec)
+    assert np.array_equal(z, rec.z) and state.lfsr != rec.fmt.lfsr_seed
+    assert res["cosim"]["layers"][0]["format"]["rounding"] == "stochastic"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--decor", "scaled"], "implements the rules offdiag, whiten"),
+    (["--unit-rounding", "stochastc"], "unit_rounding"),
+    (["--decor-scale", "0.3"], "power of two"),
+    (["--unit-width", "7"], "width=7 is outside 8..18"),
+])
+def test_fixed_flags_give_one_line_errors(tmp_path, capsys, args, needle):
+    code = main(["train", "--hidden", "16", "--epochs", "1", "--decor", "offdiag", "--decor-numerics", "fixed",
+                 *args, "--out", str(tmp_path / "r"), "--no-progress", "--no-plots"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and needle in err, err

@@ -107,6 +107,11 @@ def test_results_hold_per_layer_saturation_and_distances(tmp_path):
     assert res["epochs"][-1]["cosim"][0]["r_rel_dist"] > 0  # R moved, and not exactly like float
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     assert on_disk["cosim"]["scales"] == [c["scale"] for c in res["epochs"][-1]["cosim"]]
+    from analogdecorr.plots import plot_results
+
+    written = plot_results(tmp_path / "run" / "results.json", tmp_path / "png")
+    assert tmp_path / "png" / "cosim.png" in written
+    assert (tmp_path / "png" / "cosim.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_given_shift_is_recorded_as_given(tmp_path):

@@ -110,7 +110,7 @@ class FixedDecorrelator(Decorrelator):
     def scale_value(self) -> float:
         """The layer's scale as a Python float (cached: reading a tensor element costs more than the lookup)."""
         if self._scale is None:
-            self._scale = float(self.scale[0])
+            self.__dict__["_scale"] = float(self.scale[0])
         return self._scale
 
     def r_view_float(self, R_int: np.ndarray) -> Tensor:
@@ -168,8 +168,7 @@ class FixedDecorrelator(Decorrelator):
             n = X.shape[0]
             k = min(n, num_update_rows(x.shape[0], self.sample_frac) * (n // x.shape[0]))
             R_before, mean_before = self.R, self.running_mean
-            state0 = self.state
-            state0 = UnitState(state0.R.copy(), state0.mu.copy(), state0.lfsr)
+            state0 = self.state  # views of buffers that are replaced, never written in place, after the batch
             learn = np.zeros(n, dtype=bool)
             learn[:k] = True
             Z, state, c = unit_run(self.fmt, X, learn, state0)
@@ -180,8 +179,8 @@ class FixedDecorrelator(Decorrelator):
                 self.recorder.add(X, learn, Z, state0, scale)
             self._set_state(state)
             self._sync_mirrors()
-            self._last = (state0, X[:k], k)
-            self.last_R, self.last_mean = R_before, mean_before
+            # plain attributes set through __dict__: nn.Module.__setattr__ costs more than the rest of a batch
+            self.__dict__.update(_last=(state0, X[:k], k), last_R=R_before, last_mean=mean_before)
             self.samples_seen[0] += n
             z = self._dequantize(Z, x)
             self._stats["samples"] += n

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from ..errors import ConfigError
@@ -38,10 +37,12 @@ def choose_scale(x: Tensor, fmt: UnitFormat) -> float:
 
 def quantize(x: Tensor, scale: float, fmt: UnitFormat) -> tuple[np.ndarray, int]:
     """Rows (n, d) of floats → int64 words (round half to even, saturated) and the number saturated."""
-    y = torch.round(x.detach().to(torch.float64) * (scale * 2.0**fmt.frac))  # exact scaling, half-even
-    lo, hi = fmt.w_min, fmt.w_max
-    sat = int(((y < lo) | (y > hi)).sum())
-    return y.clamp_(lo, hi).to(torch.int64).numpy(), sat
+    y = x.detach().cpu().numpy().astype(np.float64)
+    y *= scale * 2.0**fmt.frac  # exact: a power of two
+    np.rint(y, out=y)  # half to even
+    clipped = np.clip(y, fmt.w_min, fmt.w_max)
+    sat = int(np.count_nonzero(clipped != y))
+    return clipped.astype(np.int64), sat
 
 
 def check_first_batch(x: Tensor, scale: float, fmt: UnitFormat, layer: str, given: bool) -> None:

@@ -218,6 +218,52 @@ def test_lfsr_draw_matches_step(chunks: list[int]) -> None:
     assert a.value == b.value
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(
+        [(5, (5, 3)), (8, (8, 6, 5, 4)), (16, (16, 15, 13, 4)), (32, (32, 22, 2, 1)), (62, (62, 1))]
+    ),
+    st.data(),
+)
+def test_lfsr_draw_bits_matches_step(spec: tuple[int, tuple[int, ...]], data: st.DataObject) -> None:
+    width, taps = spec
+    seed = data.draw(st.integers(1, (1 << width) - 1))
+    chunks = data.draw(st.lists(st.integers(0, 3000), min_size=1, max_size=4))
+    bits = data.draw(st.integers(0, width))
+    a, b = Lfsr(width, taps, seed), Lfsr(width, taps, seed)
+    ref = []
+    for _ in range(sum(chunks)):
+        ref.append(a.value & ((1 << bits) - 1))
+        a.step()
+    got = np.concatenate([b.draw(c, bits=bits) for c in chunks])
+    np.testing.assert_array_equal(got, ref)
+    assert a.value == b.value
+    with pytest.raises(ValueError, match="bits"):
+        b.draw(3, bits=width + 1)
+    words = Lfsr(width, taps, seed).draw_words(50, bits=bits)
+    assert words.dtype == {8: np.uint8, 16: np.uint16, 32: np.uint32}.get(
+        max(8, 1 << (bits - 1).bit_length()), np.uint64
+    )
+    np.testing.assert_array_equal(
+        words, ref[:50] if sum(chunks) >= 50 else Lfsr(width, taps, seed).draw(50, bits)
+    )
+
+
+@pytest.mark.parametrize(
+    "width, taps",
+    [(5, (5, 3)), (8, (8, 6, 5, 4)), (16, (16, 15, 13, 4)), (32, (32, 22, 2, 1)), (62, (62, 1))],
+)
+def test_lfsr_long_draw_matches_step(width: int, taps: tuple[int, ...]) -> None:
+    # 9000 values: past the 4096 directly computed bits, through two block recurrences
+    a, b = Lfsr(width, taps, 1), Lfsr(width, taps, 1)
+    ref = []
+    for _ in range(9000):
+        ref.append(a.value)
+        a.step()
+    np.testing.assert_array_equal(b.draw(9000), ref)
+    assert a.value == b.value
+
+
 def test_lfsr_default_has_no_short_cycle() -> None:
     seq = Lfsr().draw(200_000)
     assert len(np.unique(seq)) == len(seq)

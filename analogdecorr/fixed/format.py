@@ -8,6 +8,7 @@ and on numpy int64 arrays alike (the model uses arrays, the RTL tests often use 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import operator
 from dataclasses import asdict, dataclass, fields
@@ -148,8 +149,14 @@ class Lfsr:
         self._state = int(seed)
 
     @classmethod
-    def from_format(cls, fmt: UnitFormat) -> Lfsr:
-        return cls(fmt.lfsr_width, fmt.lfsr_taps, fmt.lfsr_seed)
+    def from_format(cls, fmt: UnitFormat, state: int | None = None) -> Lfsr:
+        """The format's LFSR at its seed, or at ``state`` (a value the LFSR reached; the format is checked)."""
+        if state is None:
+            return cls(fmt.lfsr_width, fmt.lfsr_taps, fmt.lfsr_seed)
+        lfsr = cls.__new__(cls)
+        lfsr.width, lfsr.taps, lfsr._mask = fmt.lfsr_width, fmt.lfsr_taps, (1 << fmt.lfsr_width) - 1
+        lfsr._state = int(state)
+        return lfsr
 
     @property
     def value(self) -> int:
@@ -164,49 +171,109 @@ class Lfsr:
         self._state = ((s << 1) | fb) & self._mask
         return self._state
 
-    def draw(self, n: int) -> np.ndarray:
+    def draw(self, n: int, bits: int | None = None) -> np.ndarray:
         """The next n values as int64 (current value first), advancing n steps: ≡ n × (read value, step()).
 
-        Vectorised: the output bit sequence obeys b[m] = XOR_t b[m − t]; over GF(2) squaring the feedback
-        polynomial gives b[m] = XOR_t b[m − t·L] for L = 2^k once m ≥ max_tap·(L − 1), so blocks of L bits are
-        computed at once, L growing with the history.
+        ``bits``: return only each value's ``bits`` low bits (what stochastic rounding reads), which is cheaper.
+        """
+        return self.draw_words(n, bits).astype(np.int64)
+
+    def draw_words(self, n: int, bits: int | None = None) -> np.ndarray:
+        """``draw`` as the narrowest unsigned words holding the values (uint8..uint64), without the int64 copy.
+
+        ``bits``: return only each value's ``bits`` low bits (what stochastic rounding reads), which is cheaper.
+        Vectorised in three stages. The first 4096 output bits are linear in the state (one parity per bit).
+        The output bit sequence b (b[p] = XOR_t b[p − t]) is then extended in blocks of L values from the last
+        L + width + 6 known ones: every polynomial multiple of the feedback polynomial c(x) = 1 + Σ_t x^t is a
+        valid recurrence, and 1 + x^L r(x) with r = x^−L mod c gives b[p] = XOR_{k in r} b[p − L − k], so the
+        known length about doubles per block. The recurrence runs on 8-bit windows of b (it holds bitwise), and
+        each value, a window of b, is assembled from them by doubling: V_2j[p] = V_j[p] | V_j[p − j] << j.
         """
         n = operator.index(n)
         if n < 0:
             raise ValueError("draw needs n >= 0")
         w = self.width
-        # bits[w + m] = feedback bit of step m (m ≥ 0); bits[w − 1 − i] = seed bit i, so state_m's bit i is
-        # bits[w + m − 1 − i].
-        bits = np.zeros(w + n, dtype=np.uint8)
-        for i in range(w):
-            bits[w - 1 - i] = (self._state >> i) & 1
-        tmax = max(self.taps)
-        m = 0
-        while m < n:
-            blk_l = _pow2_floor(m // tmax + 1)  # largest power of two L with tmax·(L − 1) <= m
-            blk = min(blk_l, n - m)
-            base = w + m
-            acc = np.zeros(blk, dtype=np.uint8)
-            for t in self.taps:
-                start = base - t * blk_l
-                acc ^= bits[start : start + blk]
-            bits[base : base + blk] = acc
-            m += blk
-        out = np.zeros(n, dtype=np.int64)
-        for i in range(w):
-            # state_m bit i = bits[w + m − 1 − i]
-            out |= bits[w - 1 - i : w - 1 - i + n].astype(np.int64) << i
-        # new state = state_n
+        k = w if bits is None else operator.index(bits)
+        if not 0 <= k <= w:
+            raise ValueError(f"draw bits={k} must be in 0..{w}")
+        # seq[w − 1 − i] = seed bit i; seq[w + m] = feedback of step m, so state_m bit i is seq[w + m − 1 − i].
+        # The first bits are linear in the state: bit p = parity(rows[p] & state), one vectorised step.
+        rows = _lfsr_bit_rows(self.taps, w)
+        head = min(w + n, len(rows))
+        win = np.zeros(w + n, dtype=np.uint8)
+        win[:head] = np.bitwise_count(rows[:head] & np.uint64(self._state)) & np.uint8(1)
+        # win[p] = the 8-bit window b[p−7..p] (b[p] = bit 0; bits before 0 read as 0). Windows obey the bit
+        # recurrences bitwise, so the blocks below extend all 8 bits at once.
+        for j in (1, 2, 4):
+            win[j:head] |= win[: head - j] << np.uint8(j)
+        known = head
+        while known < w + n:
+            lag0 = known - w - 6  # L: every bit of a new window, and of its sources, is a real bit
+            block = min(lag0, w + n - known)
+            for lag in _lfsr_block_taps(self.taps, w, lag0):
+                start = known - lag0 - lag
+                win[known : known + block] ^= win[start : start + block]
+            known += block
         state = 0
         for i in range(w):
-            state |= int(bits[w + n - 1 - i]) << i
+            state |= int(win[w + n - 1 - i] & 1) << i
         self._state = state
-        return out
+        # values: windows of `span` bits ending at position w − 1 + m, doubled up from the 8-bit windows
+        vals: np.ndarray = win
+        span = 8
+        while span < k:
+            wide = np.uint16 if span == 8 else np.uint32 if span == 16 else np.uint64
+            nxt = vals.astype(wide)
+            nxt[span:] |= nxt[:-span] << wide(span)
+            vals, span = nxt, 2 * span
+        out = vals[w - 1 : w - 1 + n]
+        return out & vals.dtype.type((1 << k) - 1)
 
 
-def _pow2_floor(x: int) -> int:
-    """Largest power of two <= x (x >= 1)."""
-    return 1 << (x.bit_length() - 1)
+def _gf2_mulmod(a: int, b: int, mod: int, deg: int) -> int:
+    """a·b mod ``mod`` over GF(2) (polynomials as int bit masks, ``mod`` of degree ``deg``)."""
+    out = 0
+    while b:
+        if b & 1:
+            out ^= a
+        b >>= 1
+        a <<= 1
+        if (a >> deg) & 1:
+            a ^= mod
+    return out
+
+
+_LFSR_HEAD_BITS = (
+    4096  # bits of an LFSR draw computed directly from the state (the rest by block recurrences)
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _lfsr_bit_rows(taps: tuple[int, ...], width: int) -> np.ndarray:
+    """Masks over the state's bits: output bit p of ``draw``'s sequence is the parity of (mask p & state)."""
+    rows = [1 << (width - 1 - p) for p in range(width)]  # the state's own bits, MSB first
+    for p in range(width, width + _LFSR_HEAD_BITS):
+        fb = 0
+        for t in taps:
+            fb ^= rows[p - t]
+        rows.append(fb)
+    return np.array(rows, dtype=np.uint64)
+
+
+@functools.lru_cache(maxsize=4096)
+def _lfsr_block_taps(taps: tuple[int, ...], width: int, block: int) -> tuple[int, ...]:
+    """Lags k of the recurrence b[p] = XOR_k b[p − block − k]: the set bits of x^−block mod c(x)."""
+    c = 1
+    for t in taps:
+        c |= 1 << t
+    g = c >> 1  # x·g(x) = c(x) − 1 ≡ 1 (mod c): g = x^−1 mod c
+    r, base, e = 1, g, block
+    while e:
+        if e & 1:
+            r = _gf2_mulmod(r, base, c, width)
+        base = _gf2_mulmod(base, base, c, width)
+        e >>= 1
+    return tuple(i for i in range(width) if (r >> i) & 1)
 
 
 def _check_lfsr(width: Any, taps: Any, seed: Any) -> None:

@@ -156,8 +156,8 @@ FIELD_HELP: dict[str, str] = {
     "unit_r_frac": "fixed numerics: R fraction bits F_R (default shift + 8)",
     "unit_shift": "fixed numerics: per-sample update eta = 2^-shift (default: from decor_lr, see README)",
     "unit_rounding": f"fixed numerics: rounding mode, one of {', '.join(UNIT_ROUNDINGS)}",
-    "unit_centre_shift": "fixed numerics: running-mean momentum 2^-m of the unit's centring, 0 = off "
-    "(default: the float momentum per learning sample)",
+    "unit_centre_shift": "fixed numerics: the unit's running-mean momentum 2^-m, 0 = off (default: float's per "
+    "learning sample)",
     "decor_scale": "fixed numerics: power-of-two scale of every layer's input into the unit (default: per layer "
     "from the first batch)",
     "cosim_record": "fixed numerics: record the first K samples each unit sees for 'cosim check' (0 = off)",
@@ -595,8 +595,8 @@ def validate(cfg: RunConfig) -> None:
 
 
 def _validate_fixed(cfg: RunConfig) -> None:
-    """The fixed-numerics keys: only the unit's rules, a sane scale and record count (the format itself is
-    checked where it is built, by UnitFormat, which names the offending field)."""
+    """The fixed-numerics keys: a sane scale and record count (the format and the rule are checked where the
+    units are built, cosim.unit.plan, which names the offending field)."""
     if cfg.cosim_record < 0:
         raise ConfigError(f"cosim_record={cfg.cosim_record} must be >= 0 (samples to record; 0 = off)")
     if cfg.decor_scale is not None:
@@ -607,17 +607,8 @@ def _validate_fixed(cfg: RunConfig) -> None:
                 f"decor_scale={s!r} must be a power of two > 0 (the unit maps activations by a shift); "
                 f"use e.g. decor_scale = {good:g}, or leave it unset to choose it from the first batch"
             )
-    if cfg.decor_numerics != "fixed":
-        return
-    if cfg.decor not in UNIT_DECORS:
-        raise ConfigError(
-            f"decor_numerics = fixed runs the FPGA unit, which implements the rules {', '.join(UNIT_DECORS)}, "
-            f"not decor {cfg.decor!r}; use --decor offdiag (or whiten), or --decor-numerics float"
-        )
-    if cfg.scale_free:
-        raise ConfigError(
-            "scale_free has no fixed-point counterpart in the unit; drop scale_free or use --decor-numerics float"
-        )
+    # decor/scale_free against the unit's rules are checked where the units are built (cosim.unit.plan), so that a
+    # config may name decor_numerics = "fixed" before its decor.
 
 
 # -------------------------------------------------------------------------------------------- resume

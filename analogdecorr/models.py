@@ -191,7 +191,7 @@ def build_model(cfg, input_shape: Sequence[int], n_classes: int) -> Network:
     input_shape = tuple(int(s) for s in input_shape)
     layers: list[Layer] = []
     unit_plan = None
-    if getattr(cfg, "decor_numerics", "float") == "fixed" and cfg.decor != "none":
+    if getattr(cfg, "decor_numerics", "float") == "fixed":
         from .cosim.unit import plan
 
         unit_plan = plan(cfg)

@@ -57,7 +57,7 @@ class Trainer:
             flatten=cfg.model == "mlp",
         )
         self.net: Network = build_model(cfg, self.data.input_shape, self.data.n_classes)
-        self.fixed = cfg.decor_numerics == "fixed" and cfg.decor != "none"
+        self.fixed = cfg.decor_numerics == "fixed"
         if self.fixed:
             from .cosim import record
 

@@ -78,6 +78,17 @@ class UnitPlan:
 
 def plan(cfg: Any) -> UnitPlan:
     """The unit plan of a ``decor_numerics = "fixed"`` run (ConfigError for a bad manifest or rule)."""
+    from ..config import UNIT_DECORS
+
+    if cfg.decor not in UNIT_DECORS:
+        raise ConfigError(
+            f"decor_numerics = fixed runs the FPGA unit, which implements the rules {', '.join(UNIT_DECORS)}, "
+            f"not decor {cfg.decor!r}; use --decor offdiag (or whiten), or --decor-numerics float"
+        )
+    if cfg.scale_free:
+        raise ConfigError(
+            "scale_free has no fixed-point counterpart in the unit; drop scale_free or use --decor-numerics float"
+        )
     if cfg.unit:
         return _from_manifest(cfg, Path(cfg.unit))
     k = rows_per_update(cfg)

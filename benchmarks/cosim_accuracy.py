@@ -5,7 +5,7 @@ Trains the same configuration (analog defaults: 64-100-10 MLP, offdiag at decor_
 test accuracy of each, their difference, and the fixed run's saturation counts and distance to float.
 
     .venv/bin/python benchmarks/cosim_accuracy.py                                  # digits, EcRamPreset, seed 0
-    .venv/bin/python benchmarks/cosim_accuracy.py --dataset mnist1d --preset ConstantStepPreset --seeds 0,1,2
+    .venv/bin/python benchmarks/cosim_accuracy.py --dataset mnist1d --preset ConstantStep --seeds 0,1,2
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ offdiag at decor_lr 3e-5, 64-100-10 MLP on digits, EcRamPreset) and trained epoc
 training loop alone and the whole epoch with its evaluation), and their ratio (issue 8 target: <= 3).
 
     .venv/bin/python benchmarks/cosim_step.py                       # 5 epochs each, EcRamPreset
-    .venv/bin/python benchmarks/cosim_step.py --epochs 3 --preset ConstantStepPreset --json
+    .venv/bin/python benchmarks/cosim_step.py --epochs 3 --preset ConstantStep --json
 """
 
 from __future__ import annotations

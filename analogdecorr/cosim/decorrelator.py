@@ -120,7 +120,7 @@ class FixedDecorrelator(Decorrelator):
         return torch.from_numpy(np.ldexp(rw.astype(np.float64), -f.frac)).float()
 
     def _mean_float(self, mu_int: np.ndarray) -> Tensor:
-        m = getattr(self.fmt, "centre_shift", 0)
+        m = self.fmt.centre_shift
         scale = self.scale_value or 1.0
         return torch.from_numpy(np.ldexp(np.asarray(mu_int, dtype=np.float64), -(self.fmt.frac + m)) / scale).float()
 

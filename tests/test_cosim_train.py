@@ -228,3 +228,15 @@ def test_fixed_flags_give_one_line_errors(tmp_path, capsys, args, needle):
                  *args, "--out", str(tmp_path / "r"), "--no-progress", "--no-plots"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+
+
+@pytest.mark.parametrize("kw", [{"decor": "whiten"}, {"backend": "analog", "preset": "EcRamPreset", "hidden": "16",
+                                                      "drift_times": [], "rule": "np"}])
+def test_whiten_and_analog_runs_record_the_models_stream(tmp_path, kw):
+    res = train(small(tmp_path, epochs=1, cosim_record=500, **kw), **QUIET)
+    assert res["cosim"]["layers"][0]["format"]["rule"] == kw.get("decor", "offdiag")
+    for layer in (0, 1):
+        rec = load_recording(recording_path(tmp_path / "run", layer))
+        z, _ = model_replay(rec)
+        assert rec.samples == 500 and np.array_equal(z, rec.z)
+    assert math.isfinite(res["epochs"][-1]["test_loss"])

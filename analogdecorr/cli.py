@@ -167,6 +167,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         register(sub)
     else:
         sub.add_parser("hdl", help=_HDL_HELP)
+    from .cosim.commands import register as register_cosim
+
+    register_cosim(sub)
     return parser
 
 

@@ -37,6 +37,10 @@ OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step", "exponential")
 BACKENDS = ("float", "analog")
 MODELS = ("mlp", "conv")
+DECOR_NUMERICS = ("float", "fixed")
+#: Decorrelation rules the fixed-point unit implements (``decor_numerics = "fixed"``).
+UNIT_DECORS = ("offdiag", "whiten")
+UNIT_ROUNDINGS = ("trunc", "half_up", "half_even", "stochastic")
 
 #: Fields with a fixed set of values (the CLI may show these as choices).
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -48,6 +52,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": OPTIMIZERS,
     "lr_schedule": LR_SCHEDULES,
     "backend": BACKENDS,
+    "decor_numerics": DECOR_NUMERICS,
+    "unit_rounding": UNIT_ROUNDINGS,
 }
 
 
@@ -79,6 +85,18 @@ class RunConfig:
     sample_frac: float = 0.1
     scale_free: bool = False
     kappa: float = 0.5
+    # fixed-point decorrelation (co-simulation of the FPGA unit; None = derived, see analogdecorr.cosim.unit)
+    decor_numerics: str = "float"
+    unit: str | None = None
+    unit_width: int = 16
+    unit_frac: int | None = None
+    unit_r_width: int | None = None
+    unit_r_frac: int | None = None
+    unit_shift: int | None = None
+    unit_rounding: str = "half_even"
+    unit_centre_shift: int | None = None
+    decor_scale: float | None = None
+    cosim_record: int = 10_000
     # optimisation
     optimizer: str = "adam"
     lr: float = 1e-4
@@ -110,7 +128,7 @@ class RunConfig:
 #: Fields that may differ between a run and its resumption: the run length, where it is written, where the
 #: data files live, and post-training/diagnostic settings that do not touch the training trajectory.
 RESUMABLE_CHANGES = frozenset(
-    {"epochs", "out", "data_dir", "drift_times", "drift_compensation", "fidelity_steps"}
+    {"epochs", "out", "data_dir", "drift_times", "drift_compensation", "fidelity_steps", "cosim_record"}
 )
 
 #: One line of help per field (used by the CLI's --help).
@@ -132,6 +150,19 @@ FIELD_HELP: dict[str, str] = {
     "sample_frac": "fraction of each batch used for the R update, in (0, 1]",
     "scale_free": "divide the decorrelation step by the mean activity so it does not grow with it",
     "kappa": "weight of the variance term in the 'kappa' decorrelation rule, in [0, 1]",
+    "decor_numerics": "decorrelation arithmetic: float (torch) or fixed (the FPGA unit's integer model, bit-exact)",
+    "unit": "fixed numerics: an exported unit folder whose manifest.json gives the format (else the --unit-* flags)",
+    "unit_width": "fixed numerics: data word width W in bits (8..18)",
+    "unit_frac": "fixed numerics: fraction bits F of the data words (default W - 4)",
+    "unit_r_width": "fixed numerics: R word width W_R (default r_frac + W - F)",
+    "unit_r_frac": "fixed numerics: R fraction bits F_R (default shift + 8)",
+    "unit_shift": "fixed numerics: per-sample update eta = 2^-shift (default: from decor_lr, see README)",
+    "unit_rounding": f"fixed numerics: rounding mode, one of {', '.join(UNIT_ROUNDINGS)}",
+    "unit_centre_shift": "fixed numerics: the unit's running-mean momentum 2^-m, 0 = off (default: float's per "
+    "learning sample)",
+    "decor_scale": "fixed numerics: power-of-two scale of every layer's input into the unit (default: per layer "
+    "from the first batch)",
+    "cosim_record": "fixed numerics: record the first K samples each unit sees for 'cosim check' (0 = off)",
     "optimizer": "weight optimiser (float backend): adam or sgd",
     "lr": "learning rate of the weights (> 0)",
     "momentum": "SGD momentum, in [0, 1)",
@@ -373,6 +404,18 @@ _BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True}
 _BOOL_WORDS.update({"false": False, "no": False, "off": False, "0": False})
 
 
+def _as_optional_int(key: str, v: Any) -> int | None:
+    if isinstance(v, str) and v.strip().lower() in ("", "auto", "none"):
+        return None
+    return _as_int(key, v)
+
+
+def _as_optional_float(key: str, v: Any) -> float | None:
+    if isinstance(v, str) and v.strip().lower() in ("", "auto", "none"):
+        return None
+    return _as_float(key, v)
+
+
 def _as_str(key: str, v: Any) -> str:
     if isinstance(v, Path):
         return str(v)
@@ -455,6 +498,17 @@ _COERCE: dict[str, Callable[[str, Any], Any]] = {
     "sample_frac": _as_float,
     "scale_free": _as_bool,
     "kappa": _as_float,
+    "decor_numerics": _as_choice,
+    "unit": _as_optional_str,
+    "unit_width": _as_int,
+    "unit_frac": _as_optional_int,
+    "unit_r_width": _as_optional_int,
+    "unit_r_frac": _as_optional_int,
+    "unit_shift": _as_optional_int,
+    "unit_rounding": _as_choice,
+    "unit_centre_shift": _as_optional_int,
+    "decor_scale": _as_optional_float,
+    "cosim_record": _as_int,
     "optimizer": _as_choice,
     "lr": _as_float,
     "momentum": _as_float,
@@ -545,6 +599,24 @@ def validate(cfg: RunConfig) -> None:
     for key in ("device", "io"):
         if not isinstance(getattr(cfg, key), dict):
             raise ConfigError(f"{key} must be a table of parameters (a [{key}] section in TOML)")
+    _validate_fixed(cfg)
+
+
+def _validate_fixed(cfg: RunConfig) -> None:
+    """The fixed-numerics keys: a sane scale and record count (the format and the rule are checked where the
+    units are built, cosim.unit.plan, which names the offending field)."""
+    if cfg.cosim_record < 0:
+        raise ConfigError(f"cosim_record={cfg.cosim_record} must be >= 0 (samples to record; 0 = off)")
+    if cfg.decor_scale is not None:
+        s = cfg.decor_scale
+        if not (math.isfinite(s) and s > 0 and math.frexp(s)[0] == 0.5):
+            good = 2.0 ** round(math.log2(s)) if math.isfinite(s) and s > 0 else 1.0
+            raise ConfigError(
+                f"decor_scale={s!r} must be a power of two > 0 (the unit maps activations by a shift); "
+                f"use e.g. decor_scale = {good:g}, or leave it unset to choose it from the first batch"
+            )
+    # decor/scale_free against the unit's rules are checked where the units are built (cosim.unit.plan), so that a
+    # config may name decor_numerics = "fixed" before its decor.
 
 
 # -------------------------------------------------------------------------------------------- resume

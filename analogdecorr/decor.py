@@ -225,6 +225,11 @@ class Decorrelator(nn.Module):
         R = self.R if R is None else R
         return (x - mean) @ R.T
 
+    def replay_last(self, rows: Tensor) -> Tensor:
+        """``rows`` through the transform the last training forward applied, without changing any state: NP's
+        perturbed pass (the mean and R the clean rows used: last_mean, last_R)."""
+        return self.transform(rows, self.last_mean, self.last_R)
+
     def _divergence_message(self, name: str, what: str) -> str:
         return (
             f"layer {name!r}: decorrelation diverged ({what}). The decorrelation lr {self.lr:g} is likely "

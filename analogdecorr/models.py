@@ -162,9 +162,18 @@ class Network(nn.Module):
         return out
 
 
-def _decor(cfg, features: int) -> Decorrelator | None:
+def _decor(cfg, features: int, index: int = 0, unit_plan=None) -> Decorrelator | None:
+    """The decorrelator before layer ``index`` (None without decorrelation); with ``decor_numerics = "fixed"``
+    a FixedDecorrelator running the unit of ``unit_plan`` (analogdecorr.cosim)."""
     if cfg.decor == "none":
         return None
+    if getattr(cfg, "decor_numerics", "float") == "fixed":
+        from .cosim.decorrelator import FixedDecorrelator
+
+        fmt = unit_plan.format_for(features, f"layer {index}'s decorrelator")
+        return FixedDecorrelator(
+            features, fmt, rule=cfg.decor, lr=cfg.decor_lr, sample_frac=cfg.sample_frac, scale=cfg.decor_scale
+        )
     return Decorrelator(
         features,
         rule=cfg.decor,
@@ -181,12 +190,17 @@ def build_model(cfg, input_shape: Sequence[int], n_classes: int) -> Network:
     before every layer unless ``cfg.decor == "none"``."""
     input_shape = tuple(int(s) for s in input_shape)
     layers: list[Layer] = []
+    unit_plan = None
+    if getattr(cfg, "decor_numerics", "float") == "fixed":
+        from .cosim.unit import plan
+
+        unit_plan = plan(cfg)
     if cfg.model == "mlp":
         widths = [int(torch.tensor(input_shape).prod())] + [int(h) for h in cfg.hidden] + [n_classes]
         for i, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
             last = i == len(widths) - 2
             act = nn.Identity() if last else activation(cfg.activation)
-            layers.append(Layer(nn.Linear(d_in, d_out), _decor(cfg, d_in), act))
+            layers.append(Layer(nn.Linear(d_in, d_out), _decor(cfg, d_in, i, unit_plan), act))
         return Network(layers, (widths[0],), n_classes)
     if cfg.model == "conv":
         if len(input_shape) != 3:
@@ -198,10 +212,13 @@ def build_model(cfg, input_shape: Sequence[int], n_classes: int) -> Network:
         for i, ch in enumerate(cfg.conv_channels):
             g = ConvGeometry(c, h, w, kernel=3, stride=1 if i == 0 else 2, padding=1)
             layers.append(
-                Layer(nn.Linear(g.patch_size, ch), _decor(cfg, g.patch_size), activation(cfg.activation), g)
+                Layer(nn.Linear(g.patch_size, ch), _decor(cfg, g.patch_size, i, unit_plan),
+                      activation(cfg.activation), g)
             )
             c, h, w = ch, g.out_height, g.out_width
         d_in = c * h * w
-        layers.append(Layer(nn.Linear(d_in, n_classes), _decor(cfg, d_in), nn.Identity()))
+        layers.append(
+            Layer(nn.Linear(d_in, n_classes), _decor(cfg, d_in, len(layers), unit_plan), nn.Identity())
+        )
         return Network(layers, input_shape, n_classes)
     raise ConfigError(f"unknown model {cfg.model!r}; choose 'mlp' or 'conv'.")

@@ -20,6 +20,7 @@ from .results import atomic_write, read_results
 LEARNING_CURVES = "learning_curves.png"
 CORRELATION = "correlation.png"
 DRIFT = "drift.png"
+COSIM = "cosim.png"
 CORR_MATRICES = "corr_matrices.png"
 
 METRIC_LABELS = {
@@ -80,8 +81,9 @@ def plot_results(results_path: str | Path, out_dir: str | Path) -> list[Path]:
 
     learning_curves.png (loss and accuracy vs epoch) and correlation.png (mean |off-diagonal correlation| of
     each layer's input before and after decorrelation) when there are epochs; drift.png when the results hold
-    a "drift" section; corr_matrices.png when they hold "corr_matrices". DataError if the file is missing or
-    corrupt.
+    a "drift" section; corr_matrices.png when they hold "corr_matrices"; cosim.png (per layer: distance of the
+    unit's R and z from the shadow float decorrelator, saturated words per epoch) for fixed-numerics runs.
+    DataError if the file is missing or corrupt.
     """
     data = read_results(results_path)
     out = Path(out_dir)
@@ -97,12 +99,44 @@ def plot_results(results_path: str | Path, out_dir: str | Path) -> list[Path]:
         path = _drift_plot(data, drift, out / DRIFT)
         if path:
             written.append(path)
+    if any(isinstance(r.get("cosim"), list) for r in epochs):
+        written.append(_cosim_panel(data, epochs, out / COSIM))
     mats = data.get("corr_matrices")
     if isinstance(mats, list) and mats:
         path = _corr_matrices(data, mats, out / CORR_MATRICES)
         if path:
             written.append(path)
     return written
+
+
+def _cosim_panel(data: dict, epochs: list[dict], path: Path) -> Path:
+    """Fixed-numerics runs: relative distance of each layer's R and z from float, and its saturation counts."""
+    x = _epoch_axis(epochs)
+    layers = sorted({c["layer"] for r in epochs for c in r.get("cosim") or [] if isinstance(c, dict)})
+    fig = _new_figure(10, 4)
+    ax_dist, ax_sat = fig.subplots(1, 2)
+
+    def series(layer: int, get: Any) -> list[float]:
+        out = []
+        for r in epochs:
+            row = next((c for c in r.get("cosim") or [] if c.get("layer") == layer), None)
+            out.append(_num(get(row)) if row else float("nan"))
+        return out
+
+    for layer in layers:
+        line = ax_dist.plot(x, series(layer, lambda c: c.get("r_rel_dist")), marker=".", label=f"layer {layer} R")
+        ax_dist.plot(x, series(layer, lambda c: c.get("z_rel_dist")), "--", color=line[0].get_color(),
+                     label=f"layer {layer} z")
+        ax_sat.plot(x, series(layer, lambda c: sum((c.get("saturation") or {}).values())), marker=".",
+                    label=f"layer {layer}")
+    ax_dist.set(xlabel="epoch", ylabel="‖fixed − float‖ / ‖float‖", title="distance from float decorrelation")
+    ax_sat.set(xlabel="epoch", ylabel="saturated words per epoch", title="saturation (all quantities)")
+    for ax in (ax_dist, ax_sat):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(_title(data))
+    return _save(fig, path)
 
 
 def _learning_curves(data: dict, epochs: list[dict], path: Path) -> Path:

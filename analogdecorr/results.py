@@ -5,10 +5,14 @@ Schema (every key after "epochs" is an optional extra section)::
     {"config": {...RunConfig.to_dict()...},
      "versions": {"python", "torch", "aihwkit", "numpy", "amaranth", "analogdecorr"},
      "epochs": [{"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-                 "corr_before": [per layer], "corr_after": [per layer], "seconds", ...}, ...],
+                 "corr_before": [per layer], "corr_after": [per layer], "seconds", ...,
+                 "cosim": [{"layer", "samples", "learned", "saturation": {x, xc, rw, z, p, v, e, r},
+                            "r_rel_dist", "z_rel_dist", "scale"}]}, ...],          # decor_numerics = fixed
      "summary": {"best_val_epoch", "best_val_acc", "test_acc_at_best_val", "last_epoch", "val_acc_last",
                  "test_acc_last"},                                         # see run_summary
      "drift": [{"t_seconds", "acc", "compensated"}, ...],                      # analog runs
+     "cosim": {"unit": {"source", "fields", "shift_derived", ...}, "layers": [{"layer", "format"}],
+               "record", "scales"},                                          # decor_numerics = fixed
      "corr_matrices": [{"layer", "before": [[...]], "after": [[...]]}, ...]}   # last epoch
 
 The file is strict JSON: NaN and ±Inf are written as null (read back as None).

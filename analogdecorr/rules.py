@@ -188,7 +188,7 @@ class NodePerturbation(_Traced):
             else:
                 rows_p = layer.to_rows(h_pert)
                 if layer.decor is not None:
-                    rows_p = layer.decor.transform(rows_p, layer.decor.last_mean, layer.decor.last_R)
+                    rows_p = layer.decor.replay_last(rows_p)
                 out = layer.linear(torch.cat([z, rows_p]))
                 a = layer.from_rows(out[: z.shape[0]], n)
                 a_pert = layer.from_rows(out[z.shape[0] :], n)

@@ -58,6 +58,11 @@ class Trainer:
             val_frac=cfg.val_frac,
         )
         self.net: Network = build_model(cfg, self.data.input_shape, self.data.n_classes)
+        self.fixed = cfg.decor_numerics == "fixed"
+        if self.fixed:
+            from .cosim import record
+
+            record.attach(self.net, cfg.cosim_record)
         self.analog = cfg.backend == "analog"
         self.optimizer = None
         if self.analog:
@@ -90,6 +95,8 @@ class Trainer:
             cfg.rule, self.net, optimizer=self.optimizer, updater=self.updater, sigma=cfg.sigma, seed=cfg.seed
         )
         self.results = Results(config=cfg.to_dict(), versions=versions())
+        if self.fixed:
+            self.results.extra["cosim"] = _cosim_section(cfg, self.net)
         self.start_epoch = 0
         self._sigma_checked = False
 
@@ -126,6 +133,10 @@ class Trainer:
         self.results.epochs = list(state["epochs"])
         self.results.extra["summary"] = run_summary(self.results.epochs)
         self.start_epoch = int(state["epoch"])
+        if self.fixed:
+            from .cosim import record
+
+            record.restore_all(self.net, self.out)
         self.log(f"resuming {self.out} after epoch {self.start_epoch}")
 
     # ----------------------------------------------------------------- loop
@@ -205,7 +216,8 @@ class Trainer:
             "seconds": seconds,
         }
 
-    def run(self) -> dict:
+    def run(self, stop_when: Callable[[], bool] | None = None) -> dict:
+        """Train from ``start_epoch`` to ``cfg.epochs`` (or until ``stop_when()`` holds after an epoch)."""
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         d = self.data
@@ -245,6 +257,12 @@ class Trainer:
             if "update_cosine" in extra:
                 cos = [c for c in extra["update_cosine"] if math.isfinite(c)]
                 row["update_cosine"] = sum(cos) / len(cos) if cos else float("nan")
+            if self.fixed:
+                from .cosim import record
+
+                row["cosim"] = [{"layer": i, **dec.pop_epoch_stats()} for i, dec in self.net.decorrelators]
+                self.results.extra["cosim"]["scales"] = [c["scale"] for c in row["cosim"]]
+                record.save_all(self.net, self.out)
             self.results.add_epoch(row)
             self.results.extra["summary"] = run_summary(self.results.epochs)
             if epoch == cfg.epochs - 1:
@@ -261,6 +279,8 @@ class Trainer:
             if "update_cosine" in row:
                 msg += f"  update cos {row['update_cosine']:.3f}"
             self.log(msg)
+            if stop_when is not None and stop_when():
+                break
         if self.analog and cfg.drift_times:
             self._drift()
         return self.results.to_dict()
@@ -298,6 +318,18 @@ class Trainer:
             self.log(
                 f"drift t={r['t_seconds']:>10g}s  compensated={r['compensated']!s:5}  test acc {r['acc']:.3f}"
             )
+
+
+def _cosim_section(cfg: RunConfig, net: Network) -> dict:
+    """results.json "cosim": the unit plan (where the format came from, whether the shift was derived from
+    decor_lr) and every decorrelated layer's format."""
+    from .cosim.unit import plan
+
+    return {
+        "unit": plan(cfg).to_dict(),
+        "layers": [{"layer": i, "format": dec.fmt.to_dict()} for i, dec in net.decorrelators],
+        "record": cfg.cosim_record,
+    }
 
 
 def _check_rule_fits_device(cfg: RunConfig, rpu_config) -> None:

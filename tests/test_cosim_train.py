@@ -20,6 +20,8 @@ from analogdecorr.errors import ConfigError
 from analogdecorr.metrics import evaluate
 from analogdecorr.train import Trainer, train
 
+# digits: 1797 rows, 20 % test, 10 % of the rest validation -> 1294 training rows per epoch
+N_TRAIN = 1797 - round(1797 * 0.2) - round((1797 - round(1797 * 0.2)) * 0.1)
 SMALL = {"dataset": "digits", "hidden": "16", "epochs": 2, "batch_size": 64, "decor": "offdiag",
          "decor_lr": 1e-3, "lr": 1e-3, "decor_numerics": "fixed"}
 QUIET = {"progress": False, "log": lambda s: None}
@@ -32,10 +34,10 @@ def small(tmp_path, name="run", **kw):
 def test_recorded_stream_is_the_model_across_batches_epochs_and_a_resume(tmp_path):
     """The recording spans 2 epochs (many batch boundaries); the model run on it in one call gives its z word
     for word; a run interrupted after epoch 1 and resumed records the same stream and ends in the same state."""
-    limit = 2000  # 1438 rows per epoch: the recording crosses an epoch boundary and the resume
+    limit = 2000  # N_TRAIN rows per epoch: the recording crosses an epoch boundary and the resume
     train(small(tmp_path, "full", epochs=2, cosim_record=limit), **QUIET)
     train(small(tmp_path, "part", epochs=1, cosim_record=limit), **QUIET)
-    assert load_recording(recording_path(tmp_path / "part", 0)).samples == 1438  # partial, saved per epoch
+    assert load_recording(recording_path(tmp_path / "part", 0)).samples == N_TRAIN  # partial, saved per epoch
     train(small(tmp_path, "part", epochs=2, cosim_record=limit), resume=True, **QUIET)
     for layer in (0, 1):
         a = load_recording(recording_path(tmp_path / "full", layer))
@@ -99,7 +101,9 @@ def test_results_hold_per_layer_saturation_and_distances(tmp_path):
     for row in res["epochs"]:
         assert [c["layer"] for c in row["cosim"]] == [0, 1]
         for c in row["cosim"]:
-            assert c["samples"] == 1438 and c["learned"] == 22 * k + num_update_rows(1438 - 22 * 64, 0.1)
+            full = N_TRAIN // 64
+            assert c["samples"] == N_TRAIN
+            assert c["learned"] == full * k + num_update_rows(N_TRAIN - full * 64, 0.1)
             assert {"x", "z", "v", "r"} <= set(c["saturation"])
             assert all(isinstance(v, int) and v >= 0 for v in c["saturation"].values())
             assert 0 <= c["r_rel_dist"] < 0.5 and 0 <= c["z_rel_dist"] < 2

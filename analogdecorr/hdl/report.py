@@ -88,7 +88,8 @@ CELL_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("ffs", re.compile(r"^(SB_DFF\w*|TRELLIS_FF|FD[CPRS]E(_1)?|FD\w*)$")),
     ("carry", re.compile(r"^(SB_CARRY|CCU2C|CARRY4)$")),
     ("dsp", re.compile(r"^(SB_MAC16|MULT18X18D|DSP48E1)$")),
-    ("bram", re.compile(r"^(SB_RAM40_4K\w*|DP16KD|PDPW16KD|RAMB18E1|RAMB36E1)$")),
+    ("bram", re.compile(r"^(SB_RAM40_4K\w*|DP16KD|PDPW16KD|RAMB18E1|RAMB36E1|RAMB18E2|RAMB36E2)$")),
+    ("spram", re.compile(r"^SB_SPRAM256KA$")),
     ("lutram", re.compile(r"^(TRELLIS_DPR16X4|RAM\d+X\d+\w*|RAM\d+M\w*|SRL16E|SRLC32E)$")),
     ("muxes", re.compile(r"^(PFUMX|L6MUX21|MUXF[78])$")),
 )
@@ -113,7 +114,11 @@ def nextpnr_missing() -> str | None:
 
 
 def classify(cells_by_type: dict[str, int]) -> dict[str, int]:
-    """Counts per class (luts, ffs, carry, dsp, bram, lutram, muxes, other) from Yosys' num_cells_by_type."""
+    """Counts per class (luts, ffs, carry, dsp, bram, spram, lutram, muxes, other) from Yosys' num_cells_by_type.
+
+    ``bram``: block RAMs (SB_RAM40_4K, DP16KD/PDPW16KD, RAMB18/36); ``spram``: iCE40 SB_SPRAM256KA;
+    ``lutram``: memories built from LUTs (TRELLIS_DPR16X4, RAM32M/RAM64M, SRL16E...).
+    """
     counts = {name: 0 for name, _ in CELL_CLASSES}
     counts["other"] = 0
     for cell, n in cells_by_type.items():
@@ -180,8 +185,8 @@ def _store(path: Path, key: str, res: dict[str, Any]) -> None:
 def pnr_harness(ports: list[dict[str, Any]], clock: str = "clk") -> tuple[str, dict[str, int]]:
     """Verilog of the place-and-route top ``decor_pnr(clk, si, so)`` around the unit, and its size.
 
-    The unit's ports (2·d·W data bits plus the R port: 135 bits at d = 2) outnumber the 39 pins of the sg48
-    package, so nextpnr cannot place the unit alone. The harness drives every unit input bit from one shift
+    The unit's ports (x and z elements, the R port, status and two 32-bit counters: 163 bits at W = 16,
+    W_R = 28, d = 8) outnumber the 39 pins of the sg48 package, so nextpnr cannot place the unit alone. The harness drives every unit input bit from one shift
     chain (an SB_DFF per bit, fed from pin ``si``) and folds every output bit into pin ``so`` through an XOR
     tree with a register after each 4-input LUT. Every unit input and output is thus one register (plus at most
     one LUT) away, as inside a design that embeds the unit, and every output stays observable, so no logic is
@@ -424,9 +429,10 @@ def report(
 ) -> dict[str, Any]:
     """Synthesize the export for each family (in parallel, `jobs` at a time) and return the resource numbers.
 
-    Result: ``{"export_dir", "arch", "format", "multipliers" (M, the unit's), "multiplies_per_sample" (3d²),
-    "cycles_per_sample", "utilisation" (3d² / (M · cycles_per_sample)), "yosys", "nextpnr", "families":
-    {family: {"luts", "ffs", "carry", "dsp", "bram", "lutram", "muxes", "other", "cells", "cells_by_type",
+    Result: ``{"export_dir", "lanes", "format", "multipliers" (M, the unit's), "multiplies_per_sample" (3d²),
+    "cycles_per_sample", "ideal_cycles_per_sample" (3d²/M), "utilisation" (3d² / (M · cycles_per_sample)),
+    "storage_bits", "yosys", "nextpnr", "families": {family: {"luts", "ffs", "carry", "dsp", "bram", "spram",
+    "lutram", "muxes", "other", "cells", "cells_by_type", "unmapped_memories",
     "dsp_matches_multipliers", "seconds", "cached", "pnr", ...}}}``. ``pnr`` (ice40 only, None elsewhere or
     with ``pnr=False``) holds nextpnr-ice40's numbers for a UP5K at target ``freq`` MHz: ``"fits", "routed",
     "error"`` (e.g. "does not fit: needs 9 SB_MAC16, the UP5K has 8"), ``"fmax_mhz", "meets_target",
@@ -473,11 +479,13 @@ def report(
             p["dsp_matches_yosys"] = p["dsp"] == res["dsp"] if p["utilisation"] else None
     return {
         "export_dir": str(export_dir),
-        "arch": manifest.get("arch"),
+        "lanes": manifest.get("lanes"),
         "format": manifest.get("format"),
         "multipliers": m,
         "multiplies_per_sample": 3 * d * d,
         "cycles_per_sample": cps,
+        "ideal_cycles_per_sample": manifest.get("ideal_cycles_per_sample"),
+        "storage_bits": manifest.get("storage_bits"),
         "latency": manifest.get("latency"),
         "utilisation": 3 * d * d / (m * cps) if m and cps else None,
         "yosys": versions["yosys"],

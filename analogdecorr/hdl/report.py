@@ -185,13 +185,13 @@ def _store(path: Path, key: str, res: dict[str, Any]) -> None:
 def pnr_harness(ports: list[dict[str, Any]], clock: str = "clk") -> tuple[str, dict[str, int]]:
     """Verilog of the place-and-route top ``decor_pnr(clk, si, so)`` around the unit, and its size.
 
-    The unit's ports (x and z elements, the R port, status and two 32-bit counters: 163 bits at W = 16,
-    W_R = 28, d = 8) outnumber the 39 pins of the sg48 package, so nextpnr cannot place the unit alone. The harness drives every unit input bit from one shift
-    chain (an SB_DFF per bit, fed from pin ``si``) and folds every output bit into pin ``so`` through an XOR
-    tree with a register after each 4-input LUT. Every unit input and output is thus one register (plus at most
-    one LUT) away, as inside a design that embeds the unit, and every output stays observable, so no logic is
-    dropped. Written in iCE40 primitives so it needs no second synthesis; size: ``{"inputs", "outputs",
-    "ffs", "luts"}``.
+    The unit's ports (x and z elements, the R port, status and two 32-bit counters: 174 bits besides the
+    clock at W = 16, W_R = 28, d = 8) outnumber the 39 pins of the sg48 package, so nextpnr cannot place the
+    unit alone. The harness drives every unit input bit from one shift chain (an SB_DFF per bit, fed from pin
+    ``si``) and folds every output bit into pin ``so`` through an XOR tree with a register after each 4-input
+    LUT. Every unit input and output is thus one register (plus at most one LUT) away, as inside a design that
+    embeds the unit, and every output stays observable, so no logic is dropped. Written in iCE40 primitives so
+    it needs no second synthesis; size: ``{"inputs", "outputs", "ffs", "luts"}``.
     """
     names = {p["name"] for p in ports}
     if clock not in names:

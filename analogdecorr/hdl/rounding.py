@@ -40,14 +40,19 @@ def round_shift(v: Value, k: int, mode: str, rand: Value | None = None) -> Value
 
 
 def saturate(v: Value, width: int) -> tuple[Value, Value]:
-    """Clamp signed ``v`` to a signed ``width``-bit word: (clamped value, clamped flag)."""
+    """Clamp signed ``v`` to a signed ``width``-bit word: (clamped value, clamped flag).
+
+    The range check looks only at the sign bits: ``v`` fits iff bits [width − 1, len(v)) are all equal, so no
+    full-width comparator (carry chain) is built; the clamp direction is the top bit.
+    """
     v = Value.cast(v).as_signed()
     if len(v) <= width:
         return v, Const(0, 1)
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-    over, under = v > hi, v < lo
-    out = Mux(over, Const(hi, signed(width)), Mux(under, Const(lo, signed(width)), v[:width].as_signed()))
-    return out.as_signed(), over | under
+    top = v[width - 1 :]
+    fits = top.all() | ~top.any()
+    out = Mux(fits, v[:width].as_signed(), Mux(v[-1], Const(lo, signed(width)), Const(hi, signed(width))))
+    return out.as_signed(), ~fits
 
 
 def round_saturate(v: Value, k: int, mode: str, width: int, rand: Value | None = None) -> tuple[Value, Value]:

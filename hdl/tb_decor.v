@@ -39,7 +39,7 @@
 //     (after rst), r_cmd_reset (after the ctl reset pulse), ovf, frame_error, samples, learned (status and
 //     counters), extra_z, r_rvalid (no read data), init (busy never dropped), frame (no frame_error after a bad
 //     frame)
-//   TIMING latency=<cycles> calm_span=<cycles> calm_count=<samples> calm_learn=<learning samples in the span>
+//   TIMING latency=<cycles from sample 0's last x element to z valid> calm_span=<cycles> calm_count=<samples> calm_learn=<learning samples in the span>
 //          stream_cycles=<cycles>
 //   RESULT bit_exact=<0|1> start=<sample> samples=<n> ... (see the $display at the end)
 `timescale 1ns / 1ps
@@ -220,6 +220,7 @@ module tb_decor;
     reg signed [WR-1:0] first_expected = 0;
     reg signed [WR-1:0] first_got = 0;
     integer t_x0 = -1;           // cycle of the first x transfer
+    integer t_xl = -1;           // cycle of the transfer of sample 0's last element
     integer t_z0 = -1;           // cycle at which the first z is valid
     integer t_calm_a = -1;       // cycle of the transfer of sample CALM/2's element 0
     integer t_calm_b = -1;       // cycle of the transfer of sample CALM-1's element 0
@@ -337,6 +338,7 @@ module tb_decor;
                 if (z_valid && t_z0 < 0) t_z0 = cycle;
                 if (x_fire) begin
                     if (xe == 0) t_x0 = cycle;
+                    if (xe == D - 1) t_xl = cycle;
                     if (xe == (CALM / 2) * D) t_calm_a = cycle;
                     if (xe == (CALM - 1) * D) t_calm_b = cycle;
                     xe = xe + 1;
@@ -499,7 +501,7 @@ module tb_decor;
         endcase
         if (state == S_DONE) begin
             $display("TIMING latency=%0d calm_span=%0d calm_count=%0d calm_learn=%0d stream_cycles=%0d",
-                     (t_z0 >= 0 && t_x0 >= 0) ? t_z0 - t_x0 : -1,
+                     (t_z0 >= 0 && t_xl >= 0) ? t_z0 - t_xl : -1,
                      (t_calm_b >= 0 && t_calm_a >= 0) ? t_calm_b - t_calm_a : -1,
                      (CALM - 1) - (CALM / 2), calm_learn,
                      (t_stream_end >= 0 && t_x0 >= 0) ? t_stream_end - t_x0 : -1);

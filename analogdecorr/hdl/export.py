@@ -288,10 +288,15 @@ _PORT_RE = re.compile(
 )
 
 
-def verilog_ports(verilog: str) -> list[dict[str, Any]]:
-    """Ports of the generated module as {name, direction, width}, in declaration order."""
+def verilog_ports(verilog: str, module: str = MODULE) -> list[dict[str, Any]]:
+    """Ports of `module` (the top; submodules are skipped) as {name, direction, width}, in declaration order."""
+    start = re.search(rf"^\s*module\s+{re.escape(module)}\s*\(", verilog, re.MULTILINE)
+    if start is None:
+        raise DataError(f"the generated Verilog has no module '{module}' (report this as a bug)")
+    end = verilog.find("endmodule", start.end())
+    body = verilog[start.end():end if end >= 0 else len(verilog)]
     ports = []
-    for m in _PORT_RE.finditer(verilog):
+    for m in _PORT_RE.finditer(body):
         direction, msb, lsb, name = m.groups()
         width = abs(int(msb) - int(lsb)) + 1 if msb is not None else 1
         ports.append({"name": name, "direction": direction, "width": width})

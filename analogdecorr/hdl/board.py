@@ -16,23 +16,32 @@ up a board's UART, and the tests' reference for the link alone.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, Value, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import memory, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.wiring import In, Out
 
 from ..errors import ConfigError
 from . import link
 from .link import LinkParams
+from .ports import unit_signature
 from .uart import UartRx, UartTx
 
 
 def crc8_next(crc: Value, byte: Value) -> Value:
-    """CRC-8 (0x07) of ``crc`` advanced by one byte: link.crc8 in gateware (an XOR network after synthesis)."""
-    c: Value = (crc ^ byte)[:8]
-    for _ in range(8):
-        shifted = Cat(Const(0, 1), c[:7])
-        c = Mux(c[7], shifted ^ 0x07, shifted)
-    return c
+    """CRC-8 (0x07) of ``crc`` advanced by one byte: link.crc8 in gateware, as its GF(2) XOR matrix.
+
+    CRC is linear in c = crc ^ byte, so output bit k is the XOR of the bits of c that link.crc8 maps onto it
+    (a flat XOR per bit; the 8-step shift/mux loop would duplicate its operand 2^8 times in RTLIL).
+    """
+    c = Value.cast(crc ^ byte)[:8]
+    columns = [link.crc8(bytes([1 << i])) for i in range(8)]  # image of basis vector i (init 0, so linear)
+    bits = []
+    for k in range(8):
+        terms = [c[i] for i in range(8) if columns[i] >> k & 1]
+        acc: Value = Const(0, 1)
+        for t in terms:
+            acc = acc ^ t
+        bits.append(acc)
+    return Cat(*bits)
 
 
 def fifo_depth_for(params: LinkParams) -> int:
@@ -408,40 +417,20 @@ class LinkTop(Elaboratable):
 
 
 # ------------------------------------------------------------------------------------------ stand-in core
-def _x_layout(w: int) -> data.StructLayout:
-    return data.StructLayout({"data": signed(w), "last": 1, "learn": 1})
-
-
-def _z_layout(w: int) -> data.StructLayout:
-    return data.StructLayout({"data": signed(w), "last": 1})
-
-
 class LoopbackCore(wiring.Component):
-    """Stand-in with the unit's v2 ports: z = x (one sample buffered), R a d²-word memory, real counters.
+    """Stand-in with the unit's v2 ports (``ports.unit_signature``): z = x, R a d²-word memory, real counters.
 
     ``overflow`` sets when an x element is the most negative W-bit value (so the flag path can be tested);
-    ``reset`` sweeps R to the identity (2^F_R on the diagonal) over d² cycles with ``busy`` high.
+    ``reset`` (and power-on) sweeps R to the identity (2^F_R on the diagonal) over d² cycles with ``busy`` high.
     """
 
     def __init__(self, fmt: object):
         self.fmt = fmt
-        d, w, wr = fmt.size, fmt.width, fmt.r_width  # type: ignore[attr-defined]
-        aw = max(1, (d * d - 1).bit_length())
+        d = fmt.size  # type: ignore[attr-defined]
         self.multipliers = 0
         self.init_cycles = d * d
-        r_sig = wiring.Signature({
-            "addr": Out(aw), "we": Out(1), "wdata": Out(signed(wr)), "re": Out(1),
-            "rdata": In(signed(wr)), "rvalid": In(1),
-        })
-        ctl_sig = wiring.Signature({
-            "r": Out(r_sig), "reset": Out(1), "clear_overflow": Out(1), "busy": In(1), "overflow": In(1),
-            "frame_error": In(1), "samples": In(32), "learned": In(32),
-        })
-        super().__init__({
-            "x": In(stream.Signature(_x_layout(w))),
-            "z": Out(stream.Signature(_z_layout(w))),
-            "ctl": In(ctl_sig),
-        })
+        self.r_read_latency = 1
+        super().__init__(unit_signature(fmt))
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

@@ -19,6 +19,7 @@ class RIndexDecoder(wiring.Component):
     """a (with we/re/wdata) in; ``stages`` cycles later lane, bank address and the command out."""
 
     def __init__(self, size: int, lanes: int, groups: int, r_width: int, addr_width: int):
+        self._MustUse__silence = True  # the unit builds one early to read ``stages``
         self.size, self.lanes, self.groups = size, lanes, groups
         self._qg = ceil_log2(groups)  # quotient bits of a // (L·d)
         self._qk = ceil_log2(lanes)  # quotient bits of (a mod L·d) // d

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 
-from ..fixed import format as fixed_format
 from ..fixed.format import ROUNDING_MODES, UnitFormat, check_mode
 
 
@@ -112,8 +111,3 @@ def uses_lfsr(fmt: UnitFormat) -> bool:
     """True when the R update draws LFSR values (stochastic mode with bits to drop)."""
     return fmt.rounding == "stochastic" and fmt.update_drop > 0
 
-
-def view_int(fmt: UnitFormat, r: int) -> int:
-    """Rw of one R word computed in Python (initial contents of the delayed-mode view memories)."""
-    rounded = fixed_format.round_shift(int(r), fmt.view_drop, fmt.view_rounding)
-    return int(fixed_format.saturate(rounded, fmt.width)[0])

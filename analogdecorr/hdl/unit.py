@@ -29,7 +29,7 @@ from ..fixed.format import UnitFormat
 from .plan import ST_P_WRITE, ST_R_WRITE, ST_Z_WRITE, UnitPlan, ceil_log2
 from .ports import r_addr_width, unit_signature
 from .raddr import RIndexDecoder
-from .rounding import lfsr_step, round_shift, saturate, uses_lfsr
+from .rounding import lfsr_states, round_shift, saturate, uses_lfsr
 
 UNIT_RULES = ("offdiag", "whiten")
 ST_INIT, ST_IDLE, ST_RUN, ST_WAIT = 0, 1, 2, 3
@@ -317,14 +317,10 @@ class DecorrelationUnit(wiring.Component):
         s5 = s[ST_P_WRITE]
         if uses_lfsr(fmt):
             lfsr = Signal(fmt.lfsr_width, init=fmt.lfsr_seed)
-            chain: list[Value] = [lfsr]
-            for k in range(lanes):
-                nxt = Signal(fmt.lfsr_width, name=f"lfsr_next{k + 1}")
-                m.d.comb += nxt.eq(lfsr_step(chain[-1], fmt.lfsr_taps))
-                chain.append(nxt)
-            rands = chain[:lanes]
-            with m.If(at(s5, 3)):
-                m.d.sync += lfsr.eq(Mux(s5["glast"], chain[nlast], chain[lanes]))
+            values, after = lfsr_states(m, lfsr, fmt.lfsr_taps, lanes)
+            rands = list(values)
+            with m.If(at(s5, 3)):  # step by the active lanes: L, or the last group's count
+                m.d.sync += lfsr.eq(Mux(s5["glast"], (values + [after])[nlast], after))
 
         # ---------------------------------------------------------------- lanes
         tree_in: list[Value] = []

@@ -9,7 +9,7 @@ from analogdecorr.errors import ConfigError
 from analogdecorr.fixed.compare import (
     compare,
     correlated_input,
-    float_offdiag,
+    float_rule,
     input_scale,
     residual_correlation,
 )
@@ -51,22 +51,35 @@ def test_trunc_bias_drifts_even_with_wide_r() -> None:
     assert rep["max_abs_R_error"] > 10 * nearest["max_abs_R_error"]
 
 
-def test_float_reference_is_the_rank1_offdiag_rule() -> None:
+@pytest.mark.parametrize("rule", ["offdiag", "whiten"])
+@pytest.mark.parametrize("m", [0, 2])
+def test_float_reference_is_the_rank1_rule(rule: str, m: int) -> None:
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(5, 3))
+    x = rng.normal(size=(5, 3)) + 1.0
     eta = 0.01
-    z, R, _ = float_offdiag(x, eta)
+    z, R, _ = float_rule(x, eta, rule, m)
     Rm = np.eye(3)
+    mu = np.zeros(3)
     for t in range(5):
-        zt = Rm @ x[t]
+        zt = Rm @ (x[t] - mu if m else x[t])
         np.testing.assert_allclose(z[t], zt)
-        C = np.outer(zt, zt) - np.diag(zt * zt)
-        Rm = Rm - eta * C @ Rm
+        if m:
+            mu = 0.75 * mu + 0.25 * x[t]  # momentum 2^-2
+        C = np.outer(zt, zt)
+        Rm = Rm - eta * ((C - np.diag(zt * zt)) @ Rm if rule == "offdiag" else C @ Rm - Rm)
     np.testing.assert_allclose(R, Rm)
-    # delayed: z_t uses R before sample t−1's update
-    zd, _, _ = float_offdiag(x, eta, delayed=True)
-    np.testing.assert_allclose(zd[:2], x[:2])
-    assert not np.allclose(zd[2], z[2])
+
+
+@pytest.mark.parametrize("rule", ["offdiag", "whiten"])
+def test_centring_removes_what_decorrelation_cannot(rule: str) -> None:
+    # every feature has mean 1σ: without centring R decorrelates the second moment, not the covariance
+    plain = compare(UnitFormat(**ACCEPT, rule=rule), samples=20000, mean=1.0)
+    centred = compare(UnitFormat(**ACCEPT, rule=rule, centre_shift=6), samples=20000, mean=1.0)
+    assert plain["residual_corr_int"] > 0.1 and plain["residual_corr_float"] > 0.1  # measured 0.20
+    assert centred["residual_corr_int"] < 0.01  # measured 0.006
+    for rep in (plain, centred):  # the unit tracks its float twin either way
+        assert not rep["diverged"] and rep["max_abs_R_error"] <= 1e-3 and rep["max_abs_z_error_lsb"] < 16
+    assert centred["format"]["centre_shift"] == 6 and centred["mean"] == 1.0
 
 
 def test_input_scaling_and_stream() -> None:

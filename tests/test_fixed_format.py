@@ -11,16 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analogdecorr.errors import DataError, FormatError
+from analogdecorr.errors import ConfigError, DataError, FormatError
 from analogdecorr.fixed.format import (
     QUANTIZE_MODES,
     ROUNDING_MODES,
+    UNIT_RULES,
     Lfsr,
     UnitFormat,
     dequantize,
+    lr_for_shift,
     quantize,
     round_shift,
     saturate,
+    shift_for_lr,
 )
 
 DETERMINISTIC = ("trunc", "half_up", "half_even")
@@ -215,6 +218,45 @@ def test_lfsr_draw_matches_step(chunks: list[int]) -> None:
     assert a.value == b.value
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(
+        [(5, (5, 3)), (8, (8, 6, 5, 4)), (16, (16, 15, 13, 4)), (32, (32, 22, 2, 1)), (62, (62, 1))]
+    ),
+    st.data(),
+)
+def test_lfsr_draw_bits_matches_step(spec: tuple[int, tuple[int, ...]], data: st.DataObject) -> None:
+    width, taps = spec
+    seed = data.draw(st.integers(1, (1 << width) - 1))
+    chunks = data.draw(st.lists(st.integers(0, 3000), min_size=1, max_size=4))
+    bits = data.draw(st.integers(0, width))
+    a, b = Lfsr(width, taps, seed), Lfsr(width, taps, seed)
+    ref = []
+    for _ in range(sum(chunks)):
+        ref.append(a.value & ((1 << bits) - 1))
+        a.step()
+    got = np.concatenate([b.draw(c, bits=bits) for c in chunks])
+    np.testing.assert_array_equal(got, ref)
+    assert a.value == b.value
+    with pytest.raises(ValueError, match="bits"):
+        b.draw(3, bits=width + 1)
+
+
+@pytest.mark.parametrize(
+    "width, taps",
+    [(5, (5, 3)), (8, (8, 6, 5, 4)), (16, (16, 15, 13, 4)), (32, (32, 22, 2, 1)), (62, (62, 1))],
+)
+def test_lfsr_long_draw_matches_step(width: int, taps: tuple[int, ...]) -> None:
+    # 9000 values: past the 4096 directly computed bits, through two block recurrences
+    a, b = Lfsr(width, taps, 1), Lfsr(width, taps, 1)
+    ref = []
+    for _ in range(9000):
+        ref.append(a.value)
+        a.step()
+    np.testing.assert_array_equal(b.draw(9000), ref)
+    assert a.value == b.value
+
+
 def test_lfsr_default_has_no_short_cycle() -> None:
     seq = Lfsr().draw(200_000)
     assert len(np.unique(seq)) == len(seq)
@@ -226,12 +268,15 @@ BASE = dict(size=4, width=16, frac=12, r_width=24, r_frac=20, shift=12)
 
 
 def test_format_derived_numbers_and_roundtrip() -> None:
-    fmt = UnitFormat(**BASE, rounding="stochastic", delayed=True)
+    fmt = UnitFormat(**BASE, rounding="stochastic", rule="whiten", centre_shift=5)
     assert (fmt.one, fmt.r_one) == (4096, 1 << 20)
     assert (fmt.w_min, fmt.w_max, fmt.r_min, fmt.r_max) == (-32768, 32767, -(1 << 23), (1 << 23) - 1)
     assert fmt.update_drop == 2 * 12 + 12 - 20 == 16
     assert fmt.view_drop == 8 and fmt.view_rounding == "half_even" and fmt.eta == 2.0**-12
     assert fmt.acc_bits == 34 and fmt.multipliers_per_sample == 48
+    assert fmt.mu_bits == 21 and fmt.update_bits == 33 and fmt.intermediate_bits == 35
+    assert UnitFormat(**BASE).rule == "offdiag" and UnitFormat(**BASE).centre_shift == 0
+    assert set(UNIT_RULES) == {"offdiag", "whiten"}
     data = json.loads(json.dumps(fmt.to_dict()))
     assert UnitFormat.from_dict(data) == fmt
     assert UnitFormat(**BASE, rounding="trunc").view_rounding == "trunc"
@@ -269,7 +314,11 @@ def test_format_derived_numbers_and_roundtrip() -> None:
             "16 bits.*lfsr_width=8",
         ),
         (dict(size=2.5), "size=2.5 must be an integer"),
-        (dict(delayed="yes"), "delayed"),
+        (dict(rule="kappa"), "kappa.*4th product.*'offdiag' or 'whiten'"),
+        (dict(rule="whitne"), "did you mean 'whiten'"),
+        (dict(centre_shift=17), "centre_shift=17 is outside 0..16"),
+        (dict(centre_shift=-1), "centre_shift=-1"),
+        (dict(centre_shift=True), "centre_shift=True must be an integer"),
         (dict(r_width=63, r_frac=20), "int64"),
     ],
 )
@@ -278,8 +327,25 @@ def test_format_errors(change: dict, pattern: str) -> None:
         UnitFormat(**{**BASE, **change})
 
 
+def test_old_manifest_delayed_key() -> None:
+    old = {
+        **BASE,
+        "rounding": "half_even",
+        "lfsr_width": 32,
+        "lfsr_taps": [32, 22, 2, 1],
+        "lfsr_seed": 0xACE1,
+    }
+    fmt = UnitFormat.from_dict({**old, "delayed": False})
+    assert fmt == UnitFormat(**BASE) and "delayed" not in fmt.to_dict()
+    with pytest.raises(FormatError, match="delayed.*removed"):
+        UnitFormat.from_dict({**old, "delayed": True})
+    with pytest.raises(TypeError):
+        UnitFormat(**BASE, delayed=False)  # the constructor no longer knows it
+
+
 def test_format_boundaries_are_legal() -> None:
     UnitFormat(size=2, width=8, frac=0, r_width=8, r_frac=0, shift=0)
+    UnitFormat(size=2, width=18, frac=17, r_width=40, r_frac=39, shift=39, rule="whiten", centre_shift=16)
     UnitFormat(size=2, width=18, frac=17, r_width=40, r_frac=39, shift=39)
     assert (
         UnitFormat(
@@ -291,3 +357,47 @@ def test_format_boundaries_are_legal() -> None:
     assert fmt.lfsr_taps == (32, 22, 2, 1) and type(fmt.size) is int
     # stochastic needing exactly lfsr_width bits is fine
     UnitFormat(**{**BASE, "rounding": "stochastic", "lfsr_width": 16, "lfsr_taps": (16, 15, 13, 4)})
+
+
+# ------------------------------------------------------------------------------------------------ lr ↔ shift
+def test_shift_for_lr_worked_example() -> None:
+    # the analog default: decor_lr 3e-5 per batch of 64 with sample_frac 0.1 -> k = floor(6.4) + 1 = 7 rows
+    k = math.floor(0.1 * 64) + 1
+    assert k == 7
+    s = shift_for_lr(3e-5, k)
+    assert s == 18  # log2(7 / 3e-5) = 17.83
+    assert lr_for_shift(18, 7) == 7 * 2.0**-18
+    assert 0.85 < 2.0**-s / (3e-5 / 7) < 0.9  # η = 3.81e-6 vs lr/k = 4.29e-6
+
+
+@given(st.floats(1e-9, 1.0), st.integers(1, 256))
+def test_shift_for_lr_is_nearest_in_log_scale(lr: float, k: int) -> None:
+    s = shift_for_lr(lr, k)
+    step = lr / k
+    assert 2.0**-0.5 <= 2.0**-s / step <= 2.0**0.5 * (1 + 1e-12)
+    # the neighbours are no closer in log scale
+    for other in (s - 1, s + 1):
+        if other >= 0:
+            assert (
+                abs(math.log2(lr_for_shift(other, k) / lr)) >= abs(math.log2(lr_for_shift(s, k) / lr)) - 1e-9
+            )
+    assert shift_for_lr(lr_for_shift(s, k), k) == s  # round trip
+
+
+def test_shift_for_lr_errors() -> None:
+    with pytest.raises(FormatError, match=r"lr/k = 2 > 1.*decor_lr <= 1.41"):
+        shift_for_lr(2.0, 1)
+    assert shift_for_lr(1.4, 1) == 0  # within √2 of η = 1: still s = 0
+    with pytest.raises(FormatError, match=r"needs shift=24.*largest legal shift 20.*r_frac >= 24"):
+        shift_for_lr(7 * 2.0**-24, 7, max_shift=20)
+    assert shift_for_lr(7 * 2.0**-20, 7, max_shift=20) == 20
+    for bad in (0.0, -1e-4, float("nan"), float("inf"), "3e-5", True):
+        with pytest.raises(ConfigError, match="decor_lr"):
+            shift_for_lr(bad, 7)
+    for bad_rows in (0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="rows_per_update"):
+            shift_for_lr(1e-4, bad_rows)
+    with pytest.raises(ConfigError, match="shift=-1"):
+        lr_for_shift(-1, 7)
+    with pytest.raises(ConfigError, match="rows_per_update=0"):
+        lr_for_shift(3, 0)

@@ -8,6 +8,7 @@ and on numpy int64 arrays alike (the model uses arrays, the RTL tests often use 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import operator
 from dataclasses import asdict, dataclass, fields
@@ -15,9 +16,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import DataError, FormatError
+from ..errors import ConfigError, DataError, FormatError
 
 ROUNDING_MODES = ("trunc", "half_up", "half_even", "stochastic")
+#: Update rules the unit implements (NUMERICS.md "Rules"); both use 3d² multiplies per sample.
+UNIT_RULES = ("offdiag", "whiten")
+#: Legal ``centre_shift`` m: 0 = no centring, m >= 1 = running mean with momentum 2^-m.
+MAX_CENTRE_SHIFT = 16
 #: Modes ``quantize`` accepts (stochastic rounding needs the unit's LFSR, which float input never sees).
 QUANTIZE_MODES = ("trunc", "half_up", "half_even")
 #: Intermediates of the integer model must fit this many bits (int64 minus one spare bit).
@@ -39,6 +44,21 @@ def check_mode(mode: str, choices: tuple[str, ...] = ROUNDING_MODES) -> str:
             f"(valid: {', '.join(choices)})"
         )
     return mode
+
+
+def check_rule(rule: object) -> str:
+    """Return ``rule`` if the unit implements it; FormatError otherwise (``kappa`` explained, others: closest)."""
+    if rule == "kappa":
+        raise FormatError(
+            "rule='kappa' is not available on the unit: its diag(<z^2> - 1) R term needs a 4th product per "
+            "element, and the datapath has 3 multiplies per element; use 'offdiag' or 'whiten'"
+        )
+    if rule not in UNIT_RULES:
+        raise FormatError(
+            f"unknown unit rule {rule!r}: did you mean {_closest(rule, UNIT_RULES)!r}? "
+            f"(valid: {', '.join(UNIT_RULES)})"
+        )
+    return str(rule)
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -145,49 +165,102 @@ class Lfsr:
         self._state = ((s << 1) | fb) & self._mask
         return self._state
 
-    def draw(self, n: int) -> np.ndarray:
+    def draw(self, n: int, bits: int | None = None) -> np.ndarray:
         """The next n values as int64 (current value first), advancing n steps: ≡ n × (read value, step()).
 
-        Vectorised: the output bit sequence obeys b[m] = XOR_t b[m − t]; over GF(2) squaring the feedback
-        polynomial gives b[m] = XOR_t b[m − t·L] for L = 2^k once m ≥ max_tap·(L − 1), so blocks of L bits are
-        computed at once, L growing with the history.
+        ``bits``: return only each value's ``bits`` low bits (what stochastic rounding reads), which is cheaper.
+        Vectorised in three stages. The first 4096 output bits are linear in the state (one parity per bit).
+        The output bit sequence b (b[p] = XOR_t b[p − t]) is then extended in blocks of L bits from the last
+        L + width − 1 known ones: every polynomial multiple of the feedback polynomial
+        c(x) = 1 + Σ_t x^t is a valid recurrence, and 1 + x^L r(x) with r = x^−L mod c gives
+        b[p] = XOR_{k in r} b[p − L − k], so the known length about doubles per block. Each value is then a
+        window of b, assembled by doubling: V_2j[p] = V_j[p] | V_j[p − j] << j.
         """
         n = operator.index(n)
         if n < 0:
             raise ValueError("draw needs n >= 0")
         w = self.width
-        # bits[w + m] = feedback bit of step m (m ≥ 0); bits[w − 1 − i] = seed bit i, so state_m's bit i is
-        # bits[w + m − 1 − i].
-        bits = np.zeros(w + n, dtype=np.uint8)
-        for i in range(w):
-            bits[w - 1 - i] = (self._state >> i) & 1
-        tmax = max(self.taps)
-        m = 0
-        while m < n:
-            blk_l = _pow2_floor(m // tmax + 1)  # largest power of two L with tmax·(L − 1) <= m
-            blk = min(blk_l, n - m)
-            base = w + m
-            acc = np.zeros(blk, dtype=np.uint8)
-            for t in self.taps:
-                start = base - t * blk_l
-                acc ^= bits[start : start + blk]
-            bits[base : base + blk] = acc
-            m += blk
-        out = np.zeros(n, dtype=np.int64)
-        for i in range(w):
-            # state_m bit i = bits[w + m − 1 − i]
-            out |= bits[w - 1 - i : w - 1 - i + n].astype(np.int64) << i
-        # new state = state_n
+        k = w if bits is None else operator.index(bits)
+        if not 0 <= k <= w:
+            raise ValueError(f"draw bits={k} must be in 0..{w}")
+        # seq[w − 1 − i] = seed bit i; seq[w + m] = feedback of step m, so state_m bit i is seq[w + m − 1 − i].
+        # The first bits are linear in the state: bit p = parity(rows[p] & state), one vectorised step.
+        rows = _lfsr_bit_rows(self.taps, w)
+        head = min(w + n, len(rows))
+        seq = np.zeros(w + n, dtype=np.uint8)
+        seq[:head] = np.bitwise_count(rows[:head] & np.uint64(self._state)) & np.uint8(1)
+        known = head
+        while known < w + n:
+            block = min(known - w + 1, w + n - known)
+            for lag in _lfsr_block_taps(self.taps, w, known - w + 1):
+                # b[p] for p in [known, known + block): XOR of b[p − L − k], L = known − w + 1
+                start = known - (known - w + 1) - lag
+                seq[known : known + block] ^= seq[start : start + block]
+            known += block
+        # values: windows of `span` bits ending at position w − 1 + m (newest bit = bit 0); only positions from
+        # w − span on feed them (bits before the seed read as 0 and are masked off below)
+        span = 1
+        while span < max(k, 1):
+            span *= 2
+        dtype = np.uint32 if span <= 32 else np.uint64
+        first = max(0, w - span)
+        vals = seq[first:].astype(dtype)
+        j = 1
+        while j < span:
+            vals[j:] |= vals[:-j] << dtype(j)
+            j *= 2
         state = 0
         for i in range(w):
-            state |= int(bits[w + n - 1 - i]) << i
+            state |= int(seq[w + n - 1 - i]) << i
         self._state = state
-        return out
+        out = vals[w - 1 - first : w - 1 - first + n]
+        return (out & dtype((1 << k) - 1)).astype(np.int64)
 
 
-def _pow2_floor(x: int) -> int:
-    """Largest power of two <= x (x >= 1)."""
-    return 1 << (x.bit_length() - 1)
+def _gf2_mulmod(a: int, b: int, mod: int, deg: int) -> int:
+    """a·b mod ``mod`` over GF(2) (polynomials as int bit masks, ``mod`` of degree ``deg``)."""
+    out = 0
+    while b:
+        if b & 1:
+            out ^= a
+        b >>= 1
+        a <<= 1
+        if (a >> deg) & 1:
+            a ^= mod
+    return out
+
+
+_LFSR_HEAD_BITS = (
+    4096  # bits of an LFSR draw computed directly from the state (the rest by block recurrences)
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _lfsr_bit_rows(taps: tuple[int, ...], width: int) -> np.ndarray:
+    """Masks over the state's bits: output bit p of ``draw``'s sequence is the parity of (mask p & state)."""
+    rows = [1 << (width - 1 - p) for p in range(width)]  # the state's own bits, MSB first
+    for p in range(width, width + _LFSR_HEAD_BITS):
+        fb = 0
+        for t in taps:
+            fb ^= rows[p - t]
+        rows.append(fb)
+    return np.array(rows, dtype=np.uint64)
+
+
+@functools.lru_cache(maxsize=4096)
+def _lfsr_block_taps(taps: tuple[int, ...], width: int, block: int) -> tuple[int, ...]:
+    """Lags k of the recurrence b[p] = XOR_k b[p − block − k]: the set bits of x^−block mod c(x)."""
+    c = 1
+    for t in taps:
+        c |= 1 << t
+    g = c >> 1  # x·g(x) = c(x) − 1 ≡ 1 (mod c): g = x^−1 mod c
+    r, base, e = 1, g, block
+    while e:
+        if e & 1:
+            r = _gf2_mulmod(r, base, c, width)
+        base = _gf2_mulmod(base, base, c, width)
+        e >>= 1
+    return tuple(i for i in range(width) if (r >> i) & 1)
 
 
 def _check_lfsr(width: Any, taps: Any, seed: Any) -> None:
@@ -222,14 +295,89 @@ def _check_lfsr(width: Any, taps: Any, seed: Any) -> None:
         )
 
 
+# --------------------------------------------------------------------------------------------------- lr ↔ shift
+def _check_rows(rows_per_update: Any) -> int:
+    if isinstance(rows_per_update, bool):
+        raise ConfigError(f"rows_per_update={rows_per_update!r} must be an integer >= 1, not a bool")
+    try:
+        rows = operator.index(rows_per_update)
+    except TypeError:
+        raise ConfigError(f"rows_per_update={rows_per_update!r} must be an integer >= 1") from None
+    if rows < 1:
+        raise ConfigError(
+            f"rows_per_update={rows}: the float rule averages over k >= 1 learning rows per batch "
+            "(k = floor(sample_frac * batch_size) + 1)"
+        )
+    return rows
+
+
+def shift_for_lr(decor_lr: float, rows_per_update: int, *, max_shift: int = MAX_INTERMEDIATE_BITS) -> int:
+    """The unit's shift s whose per-sample step η = 2^−s matches a float rule's ``decor_lr``.
+
+    The float rule's lr is per batch over k = ``rows_per_update`` learning rows: ΔR = −lr ⟨z zᵀ⟩ R
+    = −(lr/k) Σ z zᵀ R, so one learning sample of the unit should step by lr/k, and s = round(log2(k / lr))
+    (nearest in log scale: η is within a factor √2 of lr/k). ``max_shift`` is the largest legal s (pass the
+    format's ``r_frac``: a smaller η underflows R's LSB). Out of range: FormatError naming the fix.
+    """
+    rows = _check_rows(rows_per_update)
+    if isinstance(decor_lr, bool) or not isinstance(decor_lr, (int, float, np.floating, np.integer)):
+        raise ConfigError(f"decor_lr={decor_lr!r} must be a number > 0")
+    lr = float(decor_lr)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"decor_lr={decor_lr!r} must be a finite number > 0 (e.g. 3e-5)")
+    step = lr / rows
+    shift = round(math.log2(rows / lr))
+    if shift < 0:
+        raise FormatError(
+            f"decor_lr={lr:g} over k={rows} rows is a per-sample step lr/k = {step:.3g} > 1, but the unit's "
+            f"η = 2^-shift is at most 1 (shift >= 0); use decor_lr <= {rows * math.sqrt(2):.3g}"
+        )
+    if shift > max_shift:
+        raise FormatError(
+            f"decor_lr={lr:g} over k={rows} rows needs shift={shift} (η = 2^-{shift} ≈ lr/k = {step:.3g}), "
+            f"above the largest legal shift {max_shift} (η would underflow R's LSB 2^-r_frac); "
+            f"use r_frac >= {shift} or a larger decor_lr"
+        )
+    return shift
+
+
+def lr_for_shift(shift: int, rows_per_update: int) -> float:
+    """Inverse of ``shift_for_lr``: the float per-batch lr over k learning rows that η = 2^−shift matches
+    (k · 2^−shift)."""
+    rows = _check_rows(rows_per_update)
+    if isinstance(shift, bool):
+        raise ConfigError(f"shift={shift!r} must be an integer >= 0, not a bool")
+    try:
+        s = operator.index(shift)
+    except TypeError:
+        raise ConfigError(f"shift={shift!r} must be an integer >= 0") from None
+    if s < 0:
+        raise ConfigError(f"shift={s}: η = 2^-shift needs shift >= 0 (η <= 1)")
+    return rows * 2.0**-s
+
+
 # --------------------------------------------------------------------------------------------------- format
+_INT_FIELDS = (
+    "size",
+    "width",
+    "frac",
+    "r_width",
+    "r_frac",
+    "shift",
+    "lfsr_width",
+    "lfsr_seed",
+    "centre_shift",
+)
+
+
 @dataclass(frozen=True)
 class UnitFormat:
     """Number formats and rounding of one decorrelation unit (NUMERICS.md, table "Parameters").
 
     size d; x, z, v, p, e words: signed ``width`` W bits with ``frac`` F fraction bits; R master word:
-    ``r_width`` W_R bits with ``r_frac`` F_R fraction bits; η = 2^−``shift``; ``delayed``: z of sample t uses
-    R before sample t−1's update.
+    ``r_width`` W_R bits with ``r_frac`` F_R fraction bits; η = 2^−``shift`` per learning sample; ``rule``:
+    ``offdiag`` (ΔR = −η (z zᵀ − diag z²) R) or ``whiten`` (ΔR = −η (z zᵀ R − R)); ``centre_shift`` m: 0 = no
+    centring, m >= 1 subtracts a running mean with momentum 2^−m from x before R.
     """
 
     size: int
@@ -242,10 +390,11 @@ class UnitFormat:
     lfsr_width: int = 32
     lfsr_taps: tuple[int, ...] = (32, 22, 2, 1)
     lfsr_seed: int = 0xACE1
-    delayed: bool = False
+    rule: str = "offdiag"
+    centre_shift: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("size", "width", "frac", "r_width", "r_frac", "shift", "lfsr_width", "lfsr_seed"):
+        for name in _INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool):
                 raise FormatError(f"{name}={value!r} must be an integer, not a bool")
@@ -257,9 +406,12 @@ class UnitFormat:
             object.__setattr__(self, "lfsr_taps", tuple(operator.index(t) for t in self.lfsr_taps))
         except TypeError:
             raise FormatError(f"lfsr_taps={self.lfsr_taps!r} must be a sequence of integers") from None
-        if not isinstance(self.delayed, (bool, np.bool_)):
-            raise FormatError(f"delayed={self.delayed!r} must be True or False")
-        object.__setattr__(self, "delayed", bool(self.delayed))
+        object.__setattr__(self, "rule", check_rule(self.rule))
+        if not 0 <= self.centre_shift <= MAX_CENTRE_SHIFT:
+            raise FormatError(
+                f"centre_shift={self.centre_shift} is outside 0..{MAX_CENTRE_SHIFT}: 0 turns centring off, "
+                f"m >= 1 is a running mean with momentum 2^-m (e.g. 6 ≈ 0.016)"
+            )
 
         d, w, f, wr, fr, s = self.size, self.width, self.frac, self.r_width, self.r_frac, self.shift
         if d < 2:
@@ -363,10 +515,21 @@ class UnitFormat:
         return 2 * self.width + math.ceil(math.log2(self.size))
 
     @property
+    def mu_bits(self) -> int:
+        """Bits of a running-mean word mu (W + m; F + m fraction bits); W when centring is off (no mu state)."""
+        return self.width + self.centre_shift
+
+    @property
+    def update_bits(self) -> int:
+        """Bits of the update term U before rounding: z·e (2W) for offdiag, z·v − (Rw << F) (2W + 1) for whiten."""
+        return 2 * self.width + (1 if self.rule == "whiten" else 0)
+
+    @property
     def intermediate_bits(self) -> int:
         """Largest intermediate (magnitude bits plus sign) the model forms; checked against int64."""
         left = max(0, -self.update_drop)
-        return max(self.acc_bits, self.r_width, 2 * self.width + left) + 1
+        centring = self.mu_bits + 1 if self.centre_shift else 0  # (x << m) − mu
+        return max(self.acc_bits, self.r_width, self.update_bits + left, centring) + 1
 
     @property
     def multipliers_per_sample(self) -> int:
@@ -382,12 +545,23 @@ class UnitFormat:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UnitFormat:
-        """Inverse of ``to_dict``; unknown keys raise FormatError naming the closest field."""
+        """Inverse of ``to_dict``; unknown keys raise FormatError naming the closest field.
+
+        Manifests written before unit v2 carry ``delayed``: ``false`` is accepted (and ignored), ``true`` is a
+        FormatError because the delayed mode was removed.
+        """
+        values = dict(data)
+        if "delayed" in values:
+            delayed = values.pop("delayed")
+            if delayed is not False:
+                raise FormatError(
+                    f"delayed={delayed!r}: the delayed-update mode was removed in unit v2 (it saved no cycles per "
+                    "sample); drop 'delayed' from the manifest and re-export the unit"
+                )
         names = tuple(f.name for f in fields(cls))
-        for key in data:
+        for key in values:
             if key not in names:
                 raise FormatError(f"unknown format field {key!r}: did you mean {_closest(key, names)!r}?")
-        values = dict(data)
         if "lfsr_taps" in values:
             values["lfsr_taps"] = tuple(values["lfsr_taps"])
         try:

@@ -18,7 +18,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from analogdecorr.errors import FormatError
-from analogdecorr.fixed.format import ROUNDING_MODES, UnitFormat
+from analogdecorr.fixed.format import ROUNDING_MODES, UNIT_RULES, UnitFormat
 from analogdecorr.fixed.model import OVERFLOW_KEYS, run
 from analogdecorr.hdl import DecorrelationUnit
 from analogdecorr.hdl.ports import verilog_ports
@@ -200,39 +200,56 @@ def assert_matches(res: SimResult, ref, n_learned: int | None = None) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ bit-exact
-def _matrix() -> list[tuple[int, int, int, str]]:
-    """Every d with M ∈ {1, 2, 3, d, d + 2} (deduplicated); widths and rounding modes cycle through."""
+def _matrix() -> list[tuple[int, int, int, str, str, int]]:
+    """Every d with M ∈ {1, 2, 3, d, d + 2} (deduplicated); width, rounding mode, rule and centring cycle
+    through with different periods so that every (mode, rule) pair and both centring states occur."""
     cases = []
     for d in (2, 3, 5, 8):
         for lanes in sorted({1, 2, 3, d, d + 2}):
             k = len(cases)
-            cases.append((d, lanes, (8, 12, 16)[k % 3], ROUNDING_MODES[k % 4]))
+            cases.append((d, lanes, (8, 12, 16)[k % 3], ROUNDING_MODES[k % 4], UNIT_RULES[(k // 4) % 2],
+                          (0, 2, 5)[k % 3 if k % 2 else (k + 1) % 3]))
     return cases
 
 
 MATRIX = _matrix()
 
 
-@pytest.mark.parametrize(("d", "lanes", "w", "mode"), MATRIX)
-def test_bit_exact_with_backpressure(d: int, lanes: int, w: int, mode: str) -> None:
-    """R0 loaded through the port, random stalls on both streams, R-port noise while busy: bit-exact."""
-    k = MATRIX.index((d, lanes, w, mode))
-    fmt = make_format(d, w, mode)
-    # every third configuration drives x hard enough to saturate somewhere
+def _case_inputs(k: int, fmt: UnitFormat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x with a per-feature offset (centring has a mean to remove), R0, and a learn pattern (odd k: random)."""
     X, R0 = random_inputs(fmt, 8, scale=(0.4, 0.9, 2.5)[k % 3], seed=k)
+    offset = (np.arange(fmt.size) - fmt.size / 2) * fmt.one // 2
+    X = np.clip(X + offset.astype(np.int64), fmt.w_min, fmt.w_max)
+    learn = np.random.default_rng(k).random(len(X)) < 0.7 if k % 2 else np.ones(len(X), bool)
+    return X, R0, learn
+
+
+@pytest.mark.parametrize(("d", "lanes", "w", "mode", "rule", "centre"), MATRIX)
+def test_bit_exact_with_backpressure(d: int, lanes: int, w: int, mode: str, rule: str, centre: int) -> None:
+    """R0 loaded through the port, random stalls on both streams, R-port noise while busy, per-sample learn:
+    z, final R, overflow and counters equal the model's."""
+    k = MATRIX.index((d, lanes, w, mode, rule, centre))
+    fmt = make_format(d, w, mode, rule=rule, centre_shift=centre)
+    X, R0, learn = _case_inputs(k, fmt)
     unit = DecorrelationUnit(fmt, lanes=lanes)
-    res = simulate(unit, X, R0, p_gap=0.3, p_stall=0.4, port_noise=True, seed=k)
-    assert_matches(res, run(fmt, X, R0), n_learned=len(X))
+    res = simulate(unit, X, R0, learn=learn, p_gap=0.3, p_stall=0.4, port_noise=True, seed=k)
+    assert_matches(res, run(fmt, X, R0, learn=learn), n_learned=int(learn.sum()))
     assert res.init_cycles == unit.init_cycles
 
 
-def test_saturating_configurations_are_covered() -> None:
-    """The matrix above exercises the overflow flag both ways (so its comparison can fail)."""
+def test_matrix_covers_what_it_claims() -> None:
+    """The matrix mixes rules, modes, centring, learn patterns, and saturates in some cases but not all."""
+    assert {(mode, rule) for _, _, _, mode, rule, _ in MATRIX} == {(m, r) for m in ROUNDING_MODES
+                                                                 for r in UNIT_RULES}
+    assert {c > 0 for *_, c in MATRIX} == {False, True}
+    assert {(c > 0, rule) for *_, rule, c in MATRIX} == {(c, r) for c in (False, True) for r in UNIT_RULES}
+    assert {lanes > d for d, lanes, *_ in MATRIX} == {False, True}
+    assert any(d % lanes and lanes < d for d, lanes, *_ in MATRIX)
     flags = set()
-    for k, (d, _, w, mode) in enumerate(MATRIX):
-        fmt = make_format(d, w, mode)
-        X, R0 = random_inputs(fmt, 8, scale=(0.4, 0.9, 2.5)[k % 3], seed=k)
-        flags.add(run(fmt, X, R0).overflow)
+    for k, (d, _, w, mode, rule, centre) in enumerate(MATRIX):
+        fmt = make_format(d, w, mode, rule=rule, centre_shift=centre)
+        X, R0, learn = _case_inputs(k, fmt)
+        flags.add(run(fmt, X, R0, learn=learn).overflow)
     assert flags == {False, True}
 
 
@@ -247,19 +264,17 @@ def test_identity_after_reset_without_load(d: int, lanes: int) -> None:
 
 @pytest.mark.parametrize("lanes", [1, 3])
 def test_learn_zero_is_forward_only(lanes: int) -> None:
-    """learn = 0 samples: z = Rw x with the current R, R and the LFSR unchanged; learning continues after."""
-    fmt = make_format(4, 12, "stochastic")
+    """learn = 0 samples: z with the current R and mu, R, mu and the LFSR unchanged (the model's per-sample
+    learn); checked against the model's pieces too: a frozen prefix, then learning from the same R."""
+    fmt = make_format(4, 12, "stochastic", centre_shift=2)
     X, R0 = random_inputs(fmt, 10, scale=1.0, seed=11, r_spread=0.5)
-    n0 = 4
-    res = simulate(DecorrelationUnit(fmt, lanes=lanes), X, R0, learn=[False] * n0 + [True] * (len(X) - n0),
-                   p_gap=0.3, p_stall=0.3, seed=3)
-    fwd = run(fmt, X[:n0], R0, learn=False)
-    rest = run(fmt, X[n0:], R0)  # the LFSR has not been stepped by forward-only samples
-    np.testing.assert_array_equal(res.z[:n0], fwd.z)
-    np.testing.assert_array_equal(res.z[n0:], rest.z)
-    np.testing.assert_array_equal(res.R, rest.R)
-    assert res.overflow == (fwd.overflow or rest.overflow)
-    assert (res.samples, res.learned) == (len(X), len(X) - n0)
+    learn = np.array([False] * 4 + [True, True, False, True, False, True])
+    res = simulate(DecorrelationUnit(fmt, lanes=lanes), X, R0, learn=learn, p_gap=0.3, p_stall=0.3, seed=3)
+    ref = run(fmt, X, R0, learn=learn)
+    assert_matches(res, ref, n_learned=int(learn.sum()))
+    fwd = run(fmt, X[:4], R0, learn=False)
+    np.testing.assert_array_equal(res.z[:4], fwd.z)
+    np.testing.assert_array_equal(fwd.R, R0)
 
 
 @pytest.mark.parametrize("lanes", [2, 5])
@@ -319,6 +334,17 @@ def test_overflow_flag_per_quantity(kind: str) -> None:
     assert_matches(simulate(DecorrelationUnit(fmt, lanes=2), X, R0, p_gap=0.3, p_stall=0.3), ref)
 
 
+def test_overflow_from_centring_alone() -> None:
+    """xc = sat(x − rnd(mu, m)) saturating is the only overflow: the flag rises (model key "xc")."""
+    fmt = make_format(3, 12, "half_even", centre_shift=1)
+    X = np.array([[fmt.w_max] * 3, [fmt.w_min] * 3])
+    learn = np.array([True, False])  # sample 0 moves mu to w_max; sample 1's xc = w_min − w_max/2
+    ref = run(fmt, X, learn=learn)
+    assert ref.overflow_counts["xc"] == 3 and sum(ref.overflow_counts.values()) == 3
+    res = simulate(DecorrelationUnit(fmt, lanes=2), X, None, learn=learn, p_gap=0.3, p_stall=0.3)
+    assert_matches(res, ref, n_learned=1)
+
+
 def test_overflow_sticky_and_clear() -> None:
     """The flag rises with a saturating sample, stays up over a quiet one, and clear_overflow drops it."""
     fmt = make_format(3, 8, "half_even", shift=6)
@@ -350,8 +376,8 @@ def test_overflow_sticky_and_clear() -> None:
 # ------------------------------------------------------------------------------------------------ reset, frames
 def test_reset_command_restores_identity_and_seed() -> None:
     """After learning, ctl.reset: busy for init_cycles, R = I, counters and flags 0, then the same stream
-    gives what a fresh unit gives (LFSR back at its seed)."""
-    fmt = make_format(5, 12, "stochastic")
+    gives what a fresh unit gives (mu back at 0, LFSR back at its seed)."""
+    fmt = make_format(5, 12, "stochastic", centre_shift=2)  # mu must return to 0 as well
     unit = DecorrelationUnit(fmt, lanes=2)
     X, R0 = random_inputs(fmt, 4, scale=3.0, seed=5, r_spread=0.5)
     ref = run(fmt, X)

@@ -170,11 +170,11 @@ class Lfsr:
 
         ``bits``: return only each value's ``bits`` low bits (what stochastic rounding reads), which is cheaper.
         Vectorised in three stages. The first 4096 output bits are linear in the state (one parity per bit).
-        The output bit sequence b (b[p] = XOR_t b[p − t]) is then extended in blocks of L bits from the last
-        L + width − 1 known ones: every polynomial multiple of the feedback polynomial
-        c(x) = 1 + Σ_t x^t is a valid recurrence, and 1 + x^L r(x) with r = x^−L mod c gives
-        b[p] = XOR_{k in r} b[p − L − k], so the known length about doubles per block. Each value is then a
-        window of b, assembled by doubling: V_2j[p] = V_j[p] | V_j[p − j] << j.
+        The output bit sequence b (b[p] = XOR_t b[p − t]) is then extended in blocks of L values from the last
+        L + width + 6 known ones: every polynomial multiple of the feedback polynomial c(x) = 1 + Σ_t x^t is a
+        valid recurrence, and 1 + x^L r(x) with r = x^−L mod c gives b[p] = XOR_{k in r} b[p − L − k], so the
+        known length about doubles per block. The recurrence runs on 8-bit windows of b (it holds bitwise), and
+        each value, a window of b, is assembled from them by doubling: V_2j[p] = V_j[p] | V_j[p − j] << j.
         """
         n = operator.index(n)
         if n < 0:
@@ -187,34 +187,34 @@ class Lfsr:
         # The first bits are linear in the state: bit p = parity(rows[p] & state), one vectorised step.
         rows = _lfsr_bit_rows(self.taps, w)
         head = min(w + n, len(rows))
-        seq = np.zeros(w + n, dtype=np.uint8)
-        seq[:head] = np.bitwise_count(rows[:head] & np.uint64(self._state)) & np.uint8(1)
+        win = np.zeros(w + n, dtype=np.uint8)
+        win[:head] = np.bitwise_count(rows[:head] & np.uint64(self._state)) & np.uint8(1)
+        # win[p] = the 8-bit window b[p−7..p] (b[p] = bit 0; bits before 0 read as 0). Windows obey the bit
+        # recurrences bitwise, so the blocks below extend all 8 bits at once.
+        for j in (1, 2, 4):
+            win[j:head] |= win[: head - j] << np.uint8(j)
         known = head
         while known < w + n:
-            block = min(known - w + 1, w + n - known)
-            for lag in _lfsr_block_taps(self.taps, w, known - w + 1):
-                # b[p] for p in [known, known + block): XOR of b[p − L − k], L = known − w + 1
-                start = known - (known - w + 1) - lag
-                seq[known : known + block] ^= seq[start : start + block]
+            lag0 = known - w - 6  # L: every bit of a new window, and of its sources, is a real bit
+            block = min(lag0, w + n - known)
+            for lag in _lfsr_block_taps(self.taps, w, lag0):
+                start = known - lag0 - lag
+                win[known : known + block] ^= win[start : start + block]
             known += block
-        # values: windows of `span` bits ending at position w − 1 + m (newest bit = bit 0); only positions from
-        # w − span on feed them (bits before the seed read as 0 and are masked off below)
-        span = 1
-        while span < max(k, 1):
-            span *= 2
-        dtype = np.uint32 if span <= 32 else np.uint64
-        first = max(0, w - span)
-        vals = seq[first:].astype(dtype)
-        j = 1
-        while j < span:
-            vals[j:] |= vals[:-j] << dtype(j)
-            j *= 2
         state = 0
         for i in range(w):
-            state |= int(seq[w + n - 1 - i]) << i
+            state |= int(win[w + n - 1 - i] & 1) << i
         self._state = state
-        out = vals[w - 1 - first : w - 1 - first + n]
-        return (out & dtype((1 << k) - 1)).astype(np.int64)
+        # values: windows of `span` bits ending at position w − 1 + m, doubled up from the 8-bit windows
+        vals: np.ndarray = win
+        span = 8
+        while span < k:
+            wide = np.uint16 if span == 8 else np.uint32 if span == 16 else np.uint64
+            nxt = vals.astype(wide)
+            nxt[span:] |= nxt[:-span] << wide(span)
+            vals, span = nxt, 2 * span
+        out = vals[w - 1 : w - 1 + n]
+        return (out & vals.dtype.type((1 << k) - 1)).astype(np.int64)
 
 
 def _gf2_mulmod(a: int, b: int, mod: int, deg: int) -> int:

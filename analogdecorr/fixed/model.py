@@ -293,7 +293,7 @@ def _run(
             if m:
                 Xb = sat(Xb - rnd_mu(mu.copy()), wlo, whi, "xc")
             Rw = sat(rnd_view(R.copy()), wlo, whi, "rw", k)
-            if use_float and k * d * d >= _BLAS_THREAD_MIN:
+            if k * d * d >= _BLAS_THREAD_MIN:
                 with _single_threaded_blas():
                     acc = rnd_data(kernel.matmul(Xb, Rw.T))
             else:
@@ -367,8 +367,9 @@ def _learn_float(
 
     Every scaling by 2^−k is folded into one multiply before the rounding (exact: powers of two, values below
     2^52). Saturation checks that cannot fire are skipped from bounds: rounding is monotone, so the view's
-    extremes are the rounded extremes of R (known from the previous update's check), and |p| and |e| are bounded
-    by max|z|·max|Rw| and max|v| + max|p|.
+    extremes are the rounded extremes of R; R's extremes are tracked as bounds (exact after a check, widened by
+    the largest possible step, max|U|·2^−drop + 1, after each update, and recomputed only when they leave the
+    range); |p| and |e| are bounded by max|z|·max|Rw| and max|v| + max|p|.
     """
     m, F = fmt.centre_shift, fmt.frac
     wlo, whi = word_range(fmt.width)
@@ -382,71 +383,98 @@ def _learn_float(
     rnd_upd = None if drop <= 0 or stochastic else _float_round(fmt.rounding)
     whiten = fmt.rule == "whiten"
     rw_scale = 2.0**F * c_upd  # (Rw << F) at the update's scale
-    two_m = 2.0**m
     Xf = X[start:stop].astype(np.float64)
-    r_min, r_max = float(R.min()), float(R.max())
+    # bounds on R's extremes: exact after a check, widened by the largest possible step after each update
+    r_lo, r_hi = float(R.min()), float(R.max())
+    exact = True
+    e_limit = float(max(-wlo, whi))
 
-    def sat_vec(a: np.ndarray, key: str) -> np.ndarray:
-        if a.min() < wlo or a.max() > whi:
-            c = np.minimum(np.maximum(a, wlo), whi)
-            counts[key] += int(np.count_nonzero(c != a))
-            return c
-        return a
+    vmin, vmax = np.minimum.reduce, np.maximum.reduce
+
+    def sat_vec(a: np.ndarray, key: str) -> float:
+        """Clamp the vector ``a`` to the W-bit range in place (counting); returns max |a| afterwards."""
+        lo, hi = float(vmin(a)), float(vmax(a))
+        if lo < wlo or hi > whi:
+            counts[key] += int(np.count_nonzero((a < wlo) | (a > whi)))
+            np.clip(a, wlo, whi, out=a)
+            lo, hi = max(lo, wlo), min(hi, whi)
+        return max(-lo, hi)
 
     def sat_mat(a: np.ndarray, key: str) -> None:
-        lo, hi = a.min(), a.max()
+        lo, hi = vmin(a, axis=None), vmax(a, axis=None)
         if lo < wlo or hi > whi:
             counts[key] += int(np.count_nonzero((a < wlo) | (a > whi)))
             np.clip(a, wlo, whi, out=a)
 
+    mu = mu.copy()  # updated in place below
+    Zf = np.empty((stop - start, fmt.size))
+    view_drop = fmt.view_drop
+    # xc = x − rnd(mu·2^−m) cannot saturate while max|x| + max|rnd(mu·2^−m)| fits: mu only moves towards the
+    # samples, so max|mu·2^−m| stays below the larger of its start value and max|x| over the block
+    x_abs = float(vmax(np.abs(Xf), axis=None)) if len(Xf) else 0.0
+    xc_safe = 2.0 * max(x_abs, float(vmax(np.abs(mu), axis=None)) * c_mu) + 1.0 <= min(-wlo, whi)
     for t in range(stop - start):
         x = Xf[t]
         if m:
-            xc = sat_vec(x - rnd(mu * c_mu), "xc")
-            mu = mu + rnd((x * two_m - mu) * c_mu)
+            y = np.multiply(mu, c_mu)  # mu in x's units; ((x << m) − mu)·2^−m = x − y exactly
+            xc = np.subtract(x, rnd(y.copy()))
+            if not xc_safe:
+                sat_vec(xc, "xc")
+            np.add(mu, rnd(np.subtract(x, y, out=y)), out=mu)
         else:
             xc = x
         # view Rw = sat_W(rnd(R, F_R − F)); its extremes are rnd of R's extremes
-        if fmt.view_drop:
-            Rw = rnd(np.multiply(R, c_view))
-            v_lo, v_hi = rnd_scalar(r_min * c_view), rnd_scalar(r_max * c_view)
-        else:
-            Rw = R.copy()
-            v_lo, v_hi = r_min, r_max
+        Rw = rnd(np.multiply(R, c_view)) if view_drop else R.copy()
+        v_lo, v_hi = rnd_scalar(r_lo * c_view), rnd_scalar(r_hi * c_view)
+        if (v_lo < wlo or v_hi > whi) and not exact:
+            r_lo, r_hi = float(vmin(R, axis=None)), float(vmax(R, axis=None))
+            exact = True
+            v_lo, v_hi = rnd_scalar(r_lo * c_view), rnd_scalar(r_hi * c_view)
         if v_lo < wlo or v_hi > whi:
             counts["rw"] += int(np.count_nonzero((Rw < wlo) | (Rw > whi)))
             np.clip(Rw, wlo, whi, out=Rw)
             v_lo, v_hi = max(v_lo, wlo), min(v_hi, whi)
         rw_abs = max(-v_lo, v_hi)
-        z = sat_vec(rnd((Rw @ xc) * c_data), "z")
-        Z[start + t] = z
-        v = sat_vec(rnd((z @ Rw) * c_data), "v")
+        z = Zf[t]
+        rnd(np.multiply(np.matmul(Rw, xc, out=z), c_data, out=z))
+        z_abs = sat_vec(z, "z")
+        zc = z * c_data
+        v = rnd(np.matmul(zc, Rw))
+        v_abs = sat_vec(v, "v")
         if whiten:
             upd = np.multiply.outer(z * c_upd, v)
             upd -= Rw * rw_scale
+            step = (z_abs * v_abs + rw_abs * 2.0**F) * c_upd + 1.0
         else:
-            z_abs = np.abs(z).max()
-            p = rnd(np.multiply((z * c_data)[:, None], Rw))
+            p = rnd(np.multiply(zc[:, None], Rw))
             p_bound = z_abs * rw_abs * c_data + 1.0
             if p_bound > whi or -p_bound < wlo:
                 sat_mat(p, "p")
-                p_bound = float(np.abs(p).max())
+                p_bound = float(vmax(np.abs(p), axis=None))
             e = np.subtract(v, p, out=p)
-            e_bound = float(np.abs(v).max()) + p_bound
+            e_bound = v_abs + p_bound
             if e_bound > whi or -e_bound < wlo:
                 sat_mat(e, "e")
+                e_bound = e_limit
             upd = np.multiply((z * c_upd)[:, None], e, out=e)
+            step = z_abs * e_bound * c_upd + 1.0
         if stochastic:
             np.floor(np.add(upd, rand.next(lfsr), out=upd), out=upd)
         elif rnd_upd is not None:
             rnd_upd(upd)
         R = np.subtract(R, upd, out=upd)
-        r_min, r_max = float(R.min()), float(R.max())
-        if r_min < rlo or r_max > rhi:
-            counts["r"] += int(np.count_nonzero((R < rlo) | (R > rhi)))
-            np.clip(R, rlo, rhi, out=R)
-            r_min, r_max = max(r_min, rlo), min(r_max, rhi)
-        _record(trace, trace_every, start + t, start + t + 1, R)
+        # every rounded step is at most |U|·2^−drop + 1 in size: widen the bounds, check R only if they leave
+        r_lo, r_hi, exact = r_lo - step, r_hi + step, False
+        if r_lo < rlo or r_hi > rhi:
+            r_lo, r_hi = float(vmin(R, axis=None)), float(vmax(R, axis=None))
+            exact = True
+            if r_lo < rlo or r_hi > rhi:
+                counts["r"] += int(np.count_nonzero((R < rlo) | (R > rhi)))
+                np.clip(R, rlo, rhi, out=R)
+                r_lo, r_hi = max(r_lo, rlo), min(r_hi, rhi)
+        if trace_every > 0:
+            _record(trace, trace_every, start + t, start + t + 1, R)
+    Z[start:stop] = Zf
     return R, mu
 
 
@@ -471,8 +499,10 @@ class _IntKernel:
     def rounder(mode: str, k: int) -> Callable[..., np.ndarray]:
         return _int_rounder(mode, k)
 
-    @staticmethod
-    def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """A forward block's product: float64 BLAS when every sum fits 52 bits (exact), else int64."""
+        if self.fmt.acc_bits <= FLOAT_EXACT_BITS:
+            return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
         return a @ b
 
     @staticmethod
@@ -499,6 +529,10 @@ class _FloatKernel(_IntKernel):
     @staticmethod
     def rounder(mode: str, k: int) -> Callable[..., np.ndarray]:
         return _float_rounder(mode, k)
+
+    @staticmethod
+    def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a @ b
 
     def update(self, U: np.ndarray, lfsr: Lfsr) -> np.ndarray:
         if self.stochastic:

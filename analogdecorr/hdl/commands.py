@@ -203,7 +203,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import report
 
-    res = report(args.dir, args.families, pnr=not args.no_pnr, freq=args.freq)
+    res = report(args.dir, args.families, pnr=not args.no_pnr, freq=args.freq).to_dict()
     if args.json:
         _json(res)
         return 0
@@ -377,6 +377,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the input stream (default 0)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_compare)
+    from .board_commands import add_board_commands  # hdl build / hdl stream (board builds, host link)
+    add_board_commands(sub)
     return hdl
 
 

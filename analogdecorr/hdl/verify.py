@@ -4,16 +4,15 @@ The testbench (``tb_decor.v``) prints one ``RESULT key=value ...`` line and a ``
 compiles it with the parameters from ``manifest.json``, runs it from the export directory (the vector files
 are opened by relative name) and parses those lines. Builds go to ``<export>/sim/<simulator>/`` and are reused
 when the Verilog, the testbench, the parameters and the tool version are unchanged (the vector files are read
-at run time, so a changed vector file does not need a rebuild). The simulation itself always runs.
+at run time, so a changed vector file does not need a rebuild; the cache is ``tools.cached_result``, shared with
+synthesis and place and route). The simulation itself always runs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -67,15 +66,6 @@ def tb_parameters(manifest: dict[str, Any]) -> dict[str, int]:
     return params
 
 
-def _build_key(export_dir: Path, simulator: str, cmd: list[str]) -> str:
-    h = hashlib.sha256()
-    for name in (MODULE + ".v", TB_NAME):
-        h.update((export_dir / name).read_bytes())
-    h.update(json.dumps(cmd).encode())
-    h.update(_tool_version(_TOOLS[simulator][0]).encode())
-    return h.hexdigest()
-
-
 def _run(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.CompletedProcess:
     return tools.run_tool(cmd, cwd, timeout, what, on_timeout="raise the timeout or use fewer samples in the export")
 
@@ -113,18 +103,21 @@ def _build(
         cmd += [f"-G{k}={v}" for k, v in params.items()]
         cmd += sources
         run_cmd = [str(build / "obj" / "tb")]
-    key = _build_key(export_dir, simulator, cmd)
-    stamp = build / "build.key"
-    if exe.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+    key = tools.input_key(
+        (export_dir / (MODULE + ".v")).read_bytes(), (export_dir / TB_NAME).read_bytes(), json.dumps(cmd),
+        _tool_version(_TOOLS[simulator][0]),
+    )
+    old = tools.cached_result(build, key)
+    if old is not None and exe.is_file():
         return run_cmd, True, 0.0
-    if build.exists():
-        shutil.rmtree(build)
-    build.mkdir(parents=True)
+    if old is not None:  # the result survived but the executable did not: build again in an empty folder
+        tools.cached_result(build, key, use_cache=False)
     t0 = time.perf_counter()
     proc = _run(cmd, export_dir, timeout, f"building the testbench with {simulator}")
     (build / "build.log").write_text(proc.stdout + proc.stderr)
-    stamp.write_text(key + "\n")
-    return run_cmd, False, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    tools.store_result(build, key, {"build": cmd, "run": run_cmd, "seconds": round(seconds, 3)})
+    return run_cmd, False, seconds
 
 
 _KV = re.compile(r"(\w+)=(\S*)")

@@ -117,6 +117,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{centre}) to {args.out}"
     )
     v = man["vectors"]
+    frozen = man.get("cycles_per_frozen_sample")
     print(
         _table(
             [
@@ -125,7 +126,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 ["cycles per sample (learning)", man["cycles_per_sample"]],
                 ["ideal 3d²/M", _fmt_num(man["ideal_cycles_per_sample"])],
                 ["utilisation 3d²/(M·cycles)", _fmt_num(man["utilisation"])],
-                ["cycles per frozen sample", _fmt_num(man.get("cycles_per_frozen_sample"))],
+                *([["cycles per frozen sample", frozen]] if frozen is not None else []),
                 ["latency (cycles)", man["latency"]],
                 ["init sweep (cycles)", _fmt_num(man.get("init_cycles"))],
                 ["storage (bits)", _fmt_num(man.get("storage_bits"))],

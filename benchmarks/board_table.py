@@ -24,8 +24,8 @@ from analogdecorr.errors import AnalogDecorrError  # noqa: E402
 from analogdecorr.fixed.format import UnitFormat  # noqa: E402
 from analogdecorr.hdl.build import build_board, get_board, largest_fitting_size  # noqa: E402
 
-DEFAULT_SIZES = {"icebreaker": "8,16,32", "ulx3s-85f": "64,128,256"}
-DEFAULT_LANES = {"icebreaker": 4, "ulx3s-85f": 16}
+DEFAULT_SIZES = {"icebreaker": "16,32", "ulx3s-85f": "64,256"}
+DEFAULT_LANES = {"icebreaker": 2, "ulx3s-85f": 16}
 HEADER = ("| board | d | M | LUT (LC) | FF | DSP | BRAM | SPRAM | clock MHz | Fmax MHz | timing | cycles/sample | "
           "samples/s | samples/s at Fmax | / limit Fmax·M/(3d²) | UART samples/s | unit / UART | build s |")
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
 
 from ..errors import ConfigError, DataError
 from .board import LinkTop, LoopbackCore
@@ -211,10 +212,12 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform: Any) -> Module:
         m = Module()
         m.submodules.link = link = self.link
-        uart = platform.request("uart", 0)
-        m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [link.rx.eq(rx.i), tx.o.eq(link.tx)]
         for k in range(2):
-            led = platform.request("led", k)
+            m.submodules[f"led{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
             m.d.comb += led.o.eq(link.leds[k])
         return m
 

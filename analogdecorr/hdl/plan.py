@@ -26,6 +26,9 @@ ST_Z_WRITE = 6
 ST_LFSR = 5
 #: Stage at which the pass-3 R word is written back.
 ST_R_WRITE = 7
+#: offdiag's pass 3 reads R at this stage (data one stage later, at the subtraction), so no delay line holds
+#: the old R; the next pass 1 may then issue only after the last such read.
+ST_R_LATE_READ = 5
 
 
 def _ceil_log2(n: int) -> int:
@@ -103,7 +106,8 @@ class UnitPlan:
         """Pass 3 → next pass 1: R[g, j] is written at slot j·G + g + ST_R_WRITE, read at slot g·d + j."""
         d, groups, n = self.size, self.groups, self.slots
         # j·G + g − g·d − j is largest at g = 0
-        return max(0, max(j * groups + ST_R_WRITE + 1 - (n + j) for j in range(d)))
+        raw = max(j * groups + ST_R_WRITE + 1 - (n + j) for j in range(d))
+        return max(0, raw, ST_R_LATE_READ if self.rule == "offdiag" else 0)
 
     # ------------------------------------------------------------------ timing
     @property
@@ -136,8 +140,8 @@ class UnitPlan:
         if self.rule == "offdiag":
             plan.append(MemoryUse("p_bank", "p[i, j] scratch of pass 2 for pass 3 (lane k)", lanes, groups * d, w))
         plan += [
-            MemoryUse("z_bank", "z[g·L + k], two samples (the drained one and the next) (lane k)", lanes,
-                      2 * gp, w),
+            MemoryUse("z_bank", "z[g·L + k] for passes 2 and 3 (lane k)", lanes, gp, w),
+            MemoryUse("zo_buf", "z in element order for the output stream, two samples", 1, 2 * dp, w),
             MemoryUse("xc_buf", "centred input xc[j], two samples (the running one and the next)", 1, 2 * dp, w),
             MemoryUse("v_buf", "v[j] of pass 2 for pass 3", 1, d, w),
         ]

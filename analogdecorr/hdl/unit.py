@@ -26,7 +26,7 @@ from amaranth.lib.memory import Memory
 
 from ..errors import FormatError
 from ..fixed.format import UnitFormat
-from .plan import ST_P_WRITE, ST_R_WRITE, ST_Z_WRITE, UnitPlan, ceil_log2
+from .plan import ST_P_WRITE, ST_R_LATE_READ, ST_R_WRITE, ST_Z_WRITE, UnitPlan, ceil_log2
 from .ports import r_addr_width, unit_signature
 from .raddr import RIndexDecoder
 from .rounding import lfsr_states, round_shift, saturate, uses_lfsr
@@ -110,7 +110,7 @@ class DecorrelationUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the transfer of a sample's last x element into an idle unit to z element 0 valid."""
-        return self.fmt.size + 9 + (CENTRE_STAGES if self.plan.centre_shift else 0)
+        return self.fmt.size + 10 + (CENTRE_STAGES if self.plan.centre_shift else 0)
 
     @property
     def init_cycles(self) -> int:
@@ -157,7 +157,8 @@ class DecorrelationUnit(wiring.Component):
 
         # ---------------------------------------------------------------- memories
         r_mem = [Memory(shape=signed(wr), depth=slots, init=[]) for _ in range(lanes)]
-        z_mem = [Memory(shape=signed(w), depth=2 << gw, init=[]) for _ in range(lanes)]
+        z_mem = [Memory(shape=signed(w), depth=max(2, 1 << gw), init=[]) for _ in range(lanes)]
+        zo_mem = Memory(shape=signed(w), depth=2 << jw, init=[])
         p_mem = [Memory(shape=signed(w), depth=slots, init=[]) for _ in range(lanes)] if offdiag else []
         xc_mem = Memory(shape=signed(w), depth=2 << jw, init=[])
         v_mem = Memory(shape=signed(w), depth=d, init=[])
@@ -167,12 +168,13 @@ class DecorrelationUnit(wiring.Component):
             if offdiag:
                 m.submodules[f"p_bank{k}"] = p_mem[k]
         m.submodules.xc_buf = xc_mem
+        m.submodules.zo_buf = zo_mem
         m.submodules.v_buf = v_mem
         r_rp = [mem.read_port() for mem in r_mem]
         r_wp = [mem.write_port() for mem in r_mem]
-        z_rp = [mem.read_port() for mem in z_mem]  # datapath (passes 2 and 3)
-        z_op = [mem.read_port() for mem in z_mem]  # output drain
+        z_rp = [mem.read_port() for mem in z_mem]  # passes 2 and 3 read z[g·L + k]
         z_wp = [mem.write_port() for mem in z_mem]
+        zo_rp, zo_wp = zo_mem.read_port(), zo_mem.write_port()  # z in element order for the output stream
         p_rp = [mem.read_port() for mem in p_mem]
         p_wp = [mem.write_port() for mem in p_mem]
         xc_rp, xc_wp = xc_mem.read_port(), xc_mem.write_port()
@@ -197,7 +199,7 @@ class DecorrelationUnit(wiring.Component):
         xfull = [Signal(name=f"xfull{b}") for b in range(2)]
         xlearn = [Signal(name=f"xlearn{b}") for b in range(2)]
         zbusy = [Signal(name=f"zbusy{b}") for b in range(2)]
-        zcount = [Signal(range(groups + 1), name=f"zcount{b}") for b in range(2)]
+        zcount = [Signal(range(d + 1), name=f"zcount{b}") for b in range(2)]  # z words ready to drain
         init = state == ST_INIT
         issue = state == ST_RUN
         pass_end = (g == groups - 1) & (j == d - 1)
@@ -324,18 +326,22 @@ class DecorrelationUnit(wiring.Component):
 
         # ---------------------------------------------------------------- lanes
         tree_in: list[Value] = []
+        z_stage: list[Value] = []
         r_rdata = []
         for k in range(lanes):
             s2, s4, s6, s7 = s[2], s[4], s[ST_Z_WRITE], s[ST_R_WRITE]
             # stage 0: addresses (the host uses the R read port only while nothing issues)
-            m.d.comb += r_rp[k].addr.eq(Mux(issue, raddr, dec.out_bank))
-            m.d.comb += z_rp[k].addr.eq(Cat(g, cur_zb))
+            # offdiag's pass 3 reads R late (stage ST_R_LATE_READ), right when the write-back needs it
+            late = at(s[ST_R_LATE_READ], 3) if offdiag else Const(0, 1)
+            m.d.comb += r_rp[k].addr.eq(Mux(late, s[ST_R_LATE_READ]["a"], Mux(issue, raddr, dec.out_bank)))
+            m.d.comb += z_rp[k].addr.eq(g)
             if offdiag:
                 m.d.comb += p_rp[k].addr.eq(raddr)
             r_rdata.append(r_rp[k].data)
             # stage 1: memory data; round R to its view, v − p
             rv2 = _reg(m, round_shift(r_rp[k].data, fmt.view_drop, view_mode), f"rv{k}")
-            r_old = _delay(m, r_rp[k].data, 5, f"r_old{k}")  # at stage 6
+            # R before the update, at stage ST_R_LATE_READ + 1 (whiten needs Rw early, so it delays the read)
+            r_old = r_rp[k].data if offdiag else _delay(m, r_rp[k].data, ST_R_LATE_READ, f"r_old{k}")
             z2 = _reg(m, z_rp[k].data, f"zk{k}")
             e_raw2 = _reg(m, v_rp.data - p_rp[k].data, f"e_raw{k}") if offdiag else None
             # stage 2: saturate; pick the multiplier operands
@@ -380,7 +386,8 @@ class DecorrelationUnit(wiring.Component):
             # stage 6: z write; R − Δ
             z_val, z_ovf = saturate(zr6, w)
             z_we = at(s6, 1) & s6["last"] & active(s6, k)
-            m.d.comb += [z_wp[k].en.eq(z_we), z_wp[k].addr.eq(Cat(s6["g"], s6["zb"])), z_wp[k].data.eq(z_val)]
+            m.d.comb += [z_wp[k].en.eq(z_we), z_wp[k].addr.eq(s6["g"]), z_wp[k].data.eq(z_val)]
+            z_stage.append(z_val)
             flags.append(z_we & z_ovf)
             nr7 = _reg(m, r_old - delta6, f"nr{k}")
             # stage 7: saturate and write R back (or the init sweep, or a host write)
@@ -395,13 +402,27 @@ class DecorrelationUnit(wiring.Component):
                 r_wp[k].data.eq(Mux(init, init_val, Mux(upd, r_new, dec.out_wdata))),
             ]
 
-        # z row groups written (one count per group, all lanes write together)
+        # z serialiser: a row group's L words (all lanes at once) go to the output buffer one per cycle, done
+        # before the next group's (d ≥ L cycles later)
         s6 = s[ST_Z_WRITE]
-        with m.If(at(s6, 1) & s6["last"]):
-            with m.If(s6["zb"]):
+        ser_regs = [Signal(signed(w), name=f"zser{k}") for k in range(lanes)]
+        ser_left = Signal(range(lanes + 1))
+        ser_k = Signal(range(lanes))
+        ser_bank = Signal()
+        zo_widx = Signal(range(d))
+        ser_we = ser_left != 0
+        m.d.comb += [zo_wp.en.eq(ser_we), zo_wp.addr.eq(Cat(zo_widx, ser_bank)),
+                     zo_wp.data.eq(Array(ser_regs)[ser_k])]
+        with m.If(ser_we):
+            m.d.sync += [ser_left.eq(ser_left - 1), ser_k.eq(ser_k + 1),
+                         zo_widx.eq(Mux(zo_widx == d - 1, 0, zo_widx + 1))]
+            with m.If(ser_bank):
                 m.d.sync += zcount[1].eq(zcount[1] + 1)
             with m.Else():
                 m.d.sync += zcount[0].eq(zcount[0] + 1)
+        with m.If(at(s6, 1) & s6["last"]):  # after the countdown: a new group (d = L: the next cycle) wins
+            m.d.sync += [ser_left.eq(Mux(s6["glast"], nlast, lanes)), ser_k.eq(0), ser_bank.eq(s6["zb"])]
+            m.d.sync += [ser_regs[k].eq(z_stage[k]) for k in range(lanes)]
 
         # host readback: lane data the cycle after the decoder's read, registered
         with m.If(host_rd):
@@ -488,31 +509,24 @@ class DecorrelationUnit(wiring.Component):
 
         # ---------------------------------------------------------------- z drain
         ob = Signal()
-        og = Signal(range(groups))
-        ok = Signal(range(lanes))
+        oi = Signal(range(d))
         zv = Signal()
-        lane_sel = Signal(range(lanes))
         zlast = Signal()
-        avail = Mux(ob, zbusy[1] & (zcount[1] > og), zbusy[0] & (zcount[0] > og))
-        adv = ~zv | z.ready
-        last_el = (og == groups - 1) & (ok == nlast - 1)
-        for k in range(lanes):
-            m.d.comb += [z_op[k].en.eq(adv), z_op[k].addr.eq(Cat(og, ob))]
+        avail = Mux(ob, zbusy[1] & (zcount[1] > oi), zbusy[0] & (zcount[0] > oi))
+        adv = ~zv | z.ready  # the output register is empty or being taken: read the next word (if any)
+        m.d.comb += [zo_rp.en.eq(adv), zo_rp.addr.eq(Cat(oi, ob))]
         with m.If(adv):
-            m.d.sync += [zv.eq(avail), lane_sel.eq(ok), zlast.eq(last_el)]
+            m.d.sync += [zv.eq(avail), zlast.eq(oi == d - 1)]
             with m.If(avail):
-                with m.If(last_el):
-                    m.d.sync += [og.eq(0), ok.eq(0), ob.eq(~ob)]
+                with m.If(oi == d - 1):
+                    m.d.sync += [oi.eq(0), ob.eq(~ob)]
                     with m.If(ob):
                         m.d.sync += [zbusy[1].eq(0), zcount[1].eq(0)]
                     with m.Else():
                         m.d.sync += [zbusy[0].eq(0), zcount[0].eq(0)]
-                with m.Elif(ok == lanes - 1):
-                    m.d.sync += [ok.eq(0), og.eq(og + 1)]
                 with m.Else():
-                    m.d.sync += ok.eq(ok + 1)
-        m.d.comb += [z.valid.eq(zv), z.payload.data.eq(Array(z_op[k].data for k in range(lanes))[lane_sel]),
-                     z.payload.last.eq(zlast)]
+                    m.d.sync += oi.eq(oi + 1)
+        m.d.comb += [z.valid.eq(zv), z.payload.data.eq(zo_rp.data), z.payload.last.eq(zlast)]
 
         # ---------------------------------------------------------------- status
         m.d.comb += busy.eq(init | (state != ST_IDLE) | (in_j != 0) | xfull[0] | xfull[1]

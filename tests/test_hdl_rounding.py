@@ -132,3 +132,33 @@ def test_unit_ops_against_helpers(mode: str, shift: int) -> None:
             assert got == expected, (rv, pv, av, ra)
 
     _run_comb(m, bench)
+
+
+@pytest.mark.parametrize(("width", "taps", "seed", "n", "low"),
+                         [(32, (32, 22, 2, 1), 0xACE1, 8, 12), (7, (7, 6), 1, 5, 7), (16, (16, 15, 13, 4), 9, 3, 5)])
+def test_lfsr_ahead_matches_draw(width: int, taps: tuple[int, ...], seed: int, n: int, low: int) -> None:
+    """The flat-XOR look-ahead gives the next n values (low bits) and the states after 0..n steps."""
+    m = Module()
+    state = Signal(width, init=seed)
+    m.d.sync += state.eq(rounding.lfsr_step(state, taps))
+    values, states = rounding.lfsr_ahead(state, taps, n, low)
+    vsig = [Signal(low, name=f"v{k}") for k in range(n)]
+    ssig = [Signal(width, name=f"st{k}") for k in range(n + 1)]
+    m.d.comb += [a.eq(b) for a, b in zip(vsig + ssig, values + states, strict=True)]
+    ref = Lfsr(width, taps, seed)
+
+    async def bench(ctx):
+        for _ in range(100):
+            ahead = Lfsr(width, taps, ref.value)
+            drawn = [int(x) for x in ahead.draw(n)]
+            assert [ctx.get(v) for v in vsig] == [x & ((1 << low) - 1) for x in drawn]
+            walk = Lfsr(width, taps, ref.value)
+            expected_states = [walk.value] + [walk.step() for _ in range(n)]
+            assert [ctx.get(x) for x in ssig] == expected_states
+            await ctx.tick()
+            ref.step()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()

@@ -140,7 +140,7 @@ class UnitPlan:
         if self.rule == "offdiag":
             plan.append(MemoryUse("p_bank", "p[i, j] scratch of pass 2 for pass 3 (lane k)", lanes, groups * d, w))
         plan += [
-            MemoryUse("z_bank", "z[g·L + k] for passes 2 and 3 (lane k)", lanes, gp, w),
+            MemoryUse("z_bank", "z[g·L + k] for passes 2 and 3 (lane k)", lanes, max(2, gp), w),
             MemoryUse("zo_buf", "z in element order for the output stream, two samples", 1, 2 * dp, w),
             MemoryUse("xc_buf", "centred input xc[j], two samples (the running one and the next)", 1, 2 * dp, w),
             MemoryUse("v_buf", "v[j] of pass 2 for pass 3", 1, d, w),

@@ -83,6 +83,36 @@ def lfsr_states(m: Module, state: Value, taps: tuple[int, ...], n: int) -> tuple
     return values[:n], values[n]
 
 
+
+def _lfsr_symbolic(width: int, taps: tuple[int, ...], n: int) -> list[list[frozenset[int]]]:
+    """States 0..n of the LFSR as GF(2) sums of the start state's bits: [step][bit] = set of start bit indices."""
+    bits = [frozenset((i,)) for i in range(width)]
+    out = [bits]
+    for _ in range(n):
+        fb: frozenset[int] = frozenset()
+        for t in taps:
+            fb = fb ^ bits[t - 1]
+        bits = [fb] + bits[: width - 1]
+        out.append(bits)
+    return out
+
+
+def _xor_of(state: Value, indices: frozenset[int]) -> Value:
+    out: Value = Const(0, 1)
+    for i in sorted(indices):
+        out = out ^ state[i]
+    return out
+
+
+def lfsr_ahead(state: Value, taps: tuple[int, ...], n: int, low_bits: int) -> tuple[list[Value], list[Value]]:
+    """The ``n`` consecutive LFSR values from ``state`` (low ``low_bits`` bits each, state first) and the
+    states after 0..n steps, each bit a flat XOR of ``state``'s bits (depth ⌈log₄ taps-reach⌉ LUTs, not n)."""
+    state = Value.cast(state)
+    sym = _lfsr_symbolic(len(state), taps, n)
+    values = [Cat(*(_xor_of(state, sym[k][b]) for b in range(low_bits))) for k in range(n)]
+    states = [Cat(*(_xor_of(state, bits) for bits in sym[k])) for k in range(n + 1)]
+    return values, states
+
 # --------------------------------------------------------------------------------------------------- unit ops
 def r_view(fmt: UnitFormat, r: Value) -> tuple[Value, Value]:
     """Rw = sat_W(rnd(R, F_R − F)) in the view rounding (``half_even`` in stochastic mode): (Rw, clamped)."""

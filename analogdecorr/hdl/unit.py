@@ -26,10 +26,10 @@ from amaranth.lib.memory import Memory
 
 from ..errors import FormatError
 from ..fixed.format import UnitFormat
-from .plan import ST_P_WRITE, ST_R_LATE_READ, ST_R_WRITE, ST_Z_WRITE, UnitPlan, ceil_log2
+from .plan import ST_P_WRITE, ST_PRODUCT, ST_R_LATE_READ, ST_R_WRITE, ST_Z_WRITE, UnitPlan, ceil_log2
 from .ports import r_addr_width, unit_signature
 from .raddr import RIndexDecoder
-from .rounding import lfsr_states, round_shift, saturate, uses_lfsr
+from .rounding import lfsr_ahead, round_shift, saturate, uses_lfsr
 
 UNIT_RULES = ("offdiag", "whiten")
 ST_INIT, ST_IDLE, ST_RUN, ST_WAIT = 0, 1, 2, 3
@@ -316,13 +316,14 @@ class DecorrelationUnit(wiring.Component):
 
         # ---------------------------------------------------------------- LFSR (stochastic update rounding)
         rands: list[Value | None] = [None] * lanes
-        s5 = s[ST_P_WRITE]
+        s4, s5 = s[ST_PRODUCT], s[ST_P_WRITE]
         if uses_lfsr(fmt):
+            # values for the slot at stage 4 are drawn (flat XORs of the state) and registered for stage 5
             lfsr = Signal(fmt.lfsr_width, init=fmt.lfsr_seed)
-            values, after = lfsr_states(m, lfsr, fmt.lfsr_taps, lanes)
-            rands = list(values)
-            with m.If(at(s5, 3)):  # step by the active lanes: L, or the last group's count
-                m.d.sync += lfsr.eq(Mux(s5["glast"], (values + [after])[nlast], after))
+            values, states = lfsr_ahead(lfsr, fmt.lfsr_taps, lanes, fmt.update_drop)
+            rands = [_reg(m, values[k], f"rand{k}") for k in range(lanes)]
+            with m.If(at(s4, 3)):  # step by the active lanes: L, or the last group's count
+                m.d.sync += lfsr.eq(Mux(s4["glast"], states[nlast], states[lanes]))
 
         # ---------------------------------------------------------------- lanes
         tree_in: list[Value] = []
@@ -529,8 +530,6 @@ class DecorrelationUnit(wiring.Component):
         m.d.comb += [z.valid.eq(zv), z.payload.data.eq(zo_rp.data), z.payload.last.eq(zlast)]
 
         # ---------------------------------------------------------------- status
-        m.d.comb += busy.eq(init | (state != ST_IDLE) | (in_j != 0) | xfull[0] | xfull[1]
-                            | _any(c_valid) | _any(in_pipe_valid))
         overflow = Signal()
         m.d.sync += overflow.eq((overflow & ~ctl.clear_overflow) | _any(flags))
         samples = Signal(32)
@@ -538,6 +537,10 @@ class DecorrelationUnit(wiring.Component):
         s_end_fwd = s[ST_Z_WRITE]
         done_fwd = at(s_end_fwd, 1) & s_end_fwd["end"] & ~s_end_fwd["learn"]
         done_learn = at(s[ST_R_WRITE], 3) & s[ST_R_WRITE]["end"]
-        m.d.sync += [samples.eq(samples + (done_fwd | done_learn)), learned.eq(learned + done_learn)]
+        done_any_r = _reg(m, done_fwd | done_learn, "done_any")  # registered: the counters' carry chains
+        done_learn_r = _reg(m, done_learn, "done_learn")  # start at a flip-flop
+        m.d.sync += [samples.eq(samples + done_any_r), learned.eq(learned + done_learn_r)]
+        m.d.comb += busy.eq(init | (state != ST_IDLE) | (in_j != 0) | xfull[0] | xfull[1]
+                            | _any(c_valid) | _any(in_pipe_valid) | done_any_r)
         m.d.comb += [ctl.busy.eq(busy), ctl.overflow.eq(overflow), ctl.frame_error.eq(frame_error),
                      ctl.samples.eq(samples), ctl.learned.eq(learned)]

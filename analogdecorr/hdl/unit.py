@@ -12,10 +12,15 @@ Per sample three passes of N = G·d issue cycles each, one multiply per lane per
 
 Samples with learn = 0 run pass 1 only. Inter-pass idle cycles are the read-after-write minimum (``plan.py``).
 Rounding, saturation (sign-bit checks) and the R write are pipelined one adder per stage; see ``plan.py`` for
-the stage numbers. Streams: x elements are centred on arrival (running mean mu, ``centre_shift`` m ≥ 1) into a
-two-sample buffer, so the next sample is accepted while passes 2 and 3 run; z elements drain from a two-sample
-per-lane buffer while later passes run. Reset (``rst`` or ``ctl.reset``) runs an init sweep writing R = I and
-mu = 0 (``init_cycles``, busy = 1); LFSR, flags and counters return to their reset values.
+the stage numbers. offdiag's pass 3 reads R at stage 5 (when the write-back needs it) rather than delaying it
+per lane; stochastic values are flat XORs of the LFSR state, registered one stage before the rounding.
+
+Streams: x elements are centred on arrival (running mean mu, ``centre_shift`` m ≥ 1) into a two-sample buffer,
+so the next sample's elements are taken while the current sample's passes run. A row group's L z words
+are serialised into a two-sample output buffer in element order and drain while later groups and passes run;
+a new sample starts once its input is complete and the sample before the previous one has drained.
+Reset (``rst`` or ``ctl.reset``) runs an init sweep writing R = I and mu = 0 (``init_cycles``, busy = 1); LFSR,
+flags and counters return to their reset values.
 """
 
 from __future__ import annotations

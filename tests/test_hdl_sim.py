@@ -419,6 +419,48 @@ def test_reset_command_restores_identity_and_seed() -> None:
     assert ovf_after == ref.overflow
 
 
+def test_reset_in_the_middle_of_a_sample() -> None:
+    """ctl.reset while a sample is in pass 2 and the next is half received: everything in flight is dropped,
+    and a fresh stream afterwards is what the model gives from the reset state."""
+    fmt = make_format(4, 12, "stochastic", rule="whiten", centre_shift=1)
+    unit = DecorrelationUnit(fmt, lanes=3)
+    X, _ = random_inputs(fmt, 3, scale=1.0, seed=8)
+    got = {}
+
+    async def bench(ctx):
+        while ctx.get(unit.ctl.busy):
+            await ctx.tick()
+        ctx.set(unit.z.ready, 0)  # z of the first sample stays in the unit
+        ctx.set(unit.x.valid, 1)
+        for e in range(6):  # one whole sample and half of the next
+            ctx.set(unit.x.payload.data, 100 + e)
+            ctx.set(unit.x.payload.last, int(e == 3))
+            ctx.set(unit.x.payload.learn, 1)
+            while not ctx.get(unit.x.ready):
+                await ctx.tick()
+            await ctx.tick()
+        ctx.set(unit.x.valid, 0)
+        for _ in range(unit.plan.slots + 4):  # into pass 2 of the first sample
+            await ctx.tick()
+        assert ctx.get(unit.ctl.busy)
+        ctx.set(unit.ctl.reset, 1)
+        await ctx.tick()
+        ctx.set(unit.ctl.reset, 0)
+        got["z_valid_after_reset"] = ctx.get(unit.z.valid)
+        while ctx.get(unit.ctl.busy):
+            await ctx.tick()
+        zs, _, _ = await stream(ctx, unit, X, p_gap=0.2, p_stall=0.2)
+        got["z"], got["R"] = zs, await read_r(ctx, unit)
+        got["counters"] = (ctx.get(unit.ctl.samples), ctx.get(unit.ctl.learned))
+
+    run_bench(unit, bench)
+    ref = run(fmt, X)
+    assert got["z_valid_after_reset"] == 0
+    np.testing.assert_array_equal(got["z"], ref.z)
+    np.testing.assert_array_equal(got["R"], ref.R)
+    assert got["counters"] == (3, 3)
+
+
 def test_frame_error_on_misplaced_last() -> None:
     """A last marker on the wrong element raises the sticky frame_error; the unit keeps its own count."""
     fmt = make_format(3, 12)

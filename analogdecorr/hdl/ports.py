@@ -37,7 +37,7 @@ Verilog port           direction  bits        meaning
 ``ctl__r__rvalid``     output     1           one cycle per read, r_read_latency cycles after ``re``
 ``ctl__reset``         input      1           pulse: R = I, mu = 0, LFSR = seed, flags and counters 0
 ``ctl__clear_overflow`` input     1           pulse: clear the sticky overflow flag
-``ctl__busy``          output     1           init sweep, a sample accepted and not finished, or R busy
+``ctl__busy``          output     1           init sweep, or x elements taken whose sample is not finished
 ``ctl__overflow``      output     1           sticky: some word saturated (xc, rw, z, p, v, e or r)
 ``ctl__frame_error``   output     1           sticky: an x ``last`` disagreed with the unit's element count
 ``ctl__samples``       output     32          samples completed since reset (wraps)

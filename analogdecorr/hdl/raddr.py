@@ -1,18 +1,21 @@
 """The R port's index decoder: host index a = i·d + j → (lane k, bank address g·d + j), pipelined.
 
 Row i = g·L + k sits in lane k's R bank at address g·d + j. Dividing by the constants L·d and d is done as a
-restoring division, one quotient bit per pipeline stage (a compare and a subtract of the index width), so no
-divider or constant multiplier is built and the decoder never sets Fmax. The command (we, re, wdata) travels
-along; ``valid`` marks a command whose index is in range (a < d²).
+restoring division, a compare and a subtract of the index width per quotient bit, so no divider or constant
+multiplier is built; two quotient bits per stage keep the copies of the command (we, re, wdata) that travel
+along few. ``out_valid`` marks a command whose index is in range (a < d²).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .plan import ceil_log2
+
+#: Quotient bits (compare-subtracts of the index width) per pipeline stage.
+BITS_PER_STAGE = 2
 
 
 class RIndexDecoder(wiring.Component):
@@ -34,7 +37,7 @@ class RIndexDecoder(wiring.Component):
     @property
     def stages(self) -> int:
         """Cycles from a command to its decoded form on the ``out_*`` signals."""
-        return 1 + self._qg + self._qk + 1
+        return 1 + -(-(self._qg + self._qk) // BITS_PER_STAGE) + 1
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -59,25 +62,22 @@ class RIndexDecoder(wiring.Component):
         m.d.sync += [s0["v"].eq(live), s0["we"].eq(self.we), s0["re"].eq(self.re), s0["wdata"].eq(self.wdata),
                      s0["rem"].eq(self.addr), s0["bank"].eq(0), s0["lane"].eq(0)]
         stages = [s0]
-        # a // (L·d): each quotient bit b of g adds d·2^b to the bank address
-        for b in reversed(range(self._qg)):
-            cur, nxt = stages[-1], stage(f"rig{b}")
-            step = (lanes * d) << b
-            carry(nxt, cur, ("rem", "bank"))
-            with m.If(cur["rem"] >= step):
-                m.d.sync += [nxt["rem"].eq(cur["rem"] - step), nxt["bank"].eq(cur["bank"] + (d << b))]
-            with m.Else():
-                m.d.sync += [nxt["rem"].eq(cur["rem"]), nxt["bank"].eq(cur["bank"])]
-            stages.append(nxt)
-        # (a mod L·d) // d: the lane
-        for b in reversed(range(self._qk)):
-            cur, nxt = stages[-1], stage(f"rik{b}")
-            step = d << b
-            carry(nxt, cur, ("rem", "lane"))
-            with m.If(cur["rem"] >= step):
-                m.d.sync += [nxt["rem"].eq(cur["rem"] - step), nxt["lane"].eq(cur["lane"] | (1 << b))]
-            with m.Else():
-                m.d.sync += [nxt["rem"].eq(cur["rem"]), nxt["lane"].eq(cur["lane"])]
+        # quotient bits, most significant first: a // (L·d) adds d·2^b to the bank address per bit b of g;
+        # (a mod L·d) // d is the lane. BITS_PER_STAGE compare-subtracts run per registered stage.
+        steps = [("g", b) for b in reversed(range(self._qg))] + [("k", b) for b in reversed(range(self._qk))]
+        for q in range(0, len(steps), BITS_PER_STAGE):
+            cur, nxt = stages[-1], stage(f"ri{q}")
+            rem, bank, lane = cur["rem"], cur["bank"], cur["lane"]
+            for kind, b in steps[q : q + BITS_PER_STAGE]:
+                step = ((lanes * d) if kind == "g" else d) << b
+                take = rem >= step
+                rem = Mux(take, rem - step, rem)[:aw]
+                if kind == "g":
+                    bank = Mux(take, bank + (d << b), bank)[:bank_w]
+                else:
+                    lane = Mux(take, lane | (1 << b), lane)[:lane_w]
+            carry(nxt, cur, ("rem", "bank", "lane"))
+            m.d.sync += [nxt["rem"].eq(rem), nxt["bank"].eq(bank), nxt["lane"].eq(lane)]
             stages.append(nxt)
         # what remains is j: bank address g·d + j
         cur, last = stages[-1], stage("rij")

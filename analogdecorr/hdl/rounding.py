@@ -1,13 +1,14 @@
-"""Amaranth building blocks for the unit's arithmetic: ``rnd(v, k)``, saturation, the view of R, the R update
-and the Fibonacci LFSR, each mirroring ``hdl/NUMERICS.md`` (and ``analogdecorr.fixed.format``) bit for bit.
+"""Amaranth building blocks for the unit's arithmetic: ``rnd(v, k)``, saturation (sign-bit checks) and the
+Fibonacci LFSR (one step, and n values ahead as flat XORs), mirroring ``hdl/NUMERICS.md`` and
+``analogdecorr.fixed.format`` bit for bit.
 
-All functions return combinational expressions; the caller registers them where the pipeline wants a stage.
+All functions return combinational expressions; the unit registers them where its pipeline wants a stage.
 Saturation returns the clamped value and a one-bit "clamped" flag that feeds the sticky overflow flag.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Mux, Value, signed
 
 from ..fixed.format import ROUNDING_MODES, UnitFormat, check_mode
 
@@ -54,11 +55,6 @@ def saturate(v: Value, width: int) -> tuple[Value, Value]:
     return out.as_signed(), ~fits
 
 
-def round_saturate(v: Value, k: int, mode: str, width: int, rand: Value | None = None) -> tuple[Value, Value]:
-    """``sat_width(rnd(v, k))``: (value, clamped flag)."""
-    return saturate(round_shift(v, k, mode, rand), width)
-
-
 # --------------------------------------------------------------------------------------------------- LFSR
 def lfsr_step(state: Value, taps: tuple[int, ...]) -> Value:
     """One step of the Fibonacci LFSR: feedback = XOR of bits (tap − 1); state ← (state << 1 | fb) mod 2^w."""
@@ -67,21 +63,6 @@ def lfsr_step(state: Value, taps: tuple[int, ...]) -> Value:
     for t in taps[1:]:
         fb = fb ^ state[t - 1]
     return Cat(fb, state[: len(state) - 1])
-
-
-def lfsr_states(m: Module, state: Value, taps: tuple[int, ...], n: int) -> tuple[list[Value], Value]:
-    """The ``n`` consecutive LFSR values starting at ``state`` (state first) and the state after ``n`` steps.
-
-    Unrolled combinationally so that a column of d updates can draw d values in one cycle, in NUMERICS order;
-    each intermediate state is a named comb signal (keeps the netlist and the simulator's code linear in n).
-    """
-    values = [Value.cast(state)]
-    for k in range(n):
-        nxt = Signal(len(values[0]), name=f"lfsr_step{k + 1}")
-        m.d.comb += nxt.eq(lfsr_step(values[-1], taps))
-        values.append(nxt)
-    return values[:n], values[n]
-
 
 
 def _lfsr_symbolic(width: int, taps: tuple[int, ...], n: int) -> list[list[frozenset[int]]]:
@@ -112,30 +93,6 @@ def lfsr_ahead(state: Value, taps: tuple[int, ...], n: int, low_bits: int) -> tu
     values = [Cat(*(_xor_of(state, sym[k][b]) for b in range(low_bits))) for k in range(n)]
     states = [Cat(*(_xor_of(state, bits) for bits in sym[k])) for k in range(n + 1)]
     return values, states
-
-# --------------------------------------------------------------------------------------------------- unit ops
-def r_view(fmt: UnitFormat, r: Value) -> tuple[Value, Value]:
-    """Rw = sat_W(rnd(R, F_R − F)) in the view rounding (``half_even`` in stochastic mode): (Rw, clamped)."""
-    return round_saturate(r, fmt.view_drop, fmt.view_rounding, fmt.width)
-
-
-def data_round(fmt: UnitFormat, v: Value) -> tuple[Value, Value]:
-    """z, p, v words: sat_W(rnd(v, F)) from a full-precision product or sum: (word, clamped)."""
-    return round_saturate(v, fmt.frac, fmt.view_rounding, fmt.width)
-
-
-def r_update(fmt: UnitFormat, r_old: Value, prod: Value, rand: Value | None = None) -> tuple[Value, Value]:
-    """R ← sat_WR(R − rnd(z·e, 2F + s − F_R)); a negative drop is an exact left shift: (new R, clamped)."""
-    drop = fmt.update_drop
-    prod = Value.cast(prod).as_signed()
-    if drop > 0:
-        delta = round_shift(prod, drop, fmt.rounding, rand)
-    elif drop == 0:
-        delta = prod
-    else:
-        delta = prod << -drop
-    return saturate(Value.cast(r_old).as_signed() - delta, fmt.r_width)
-
 
 def uses_lfsr(fmt: UnitFormat) -> bool:
     """True when the R update draws LFSR values (stochastic mode with bits to drop)."""

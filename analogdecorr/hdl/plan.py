@@ -26,9 +26,10 @@ ST_Z_WRITE = 6
 ST_LFSR = 5
 #: Stage at which the pass-3 R word is written back.
 ST_R_WRITE = 7
-#: offdiag's pass 3 reads R at this stage (data one stage later, at the subtraction), so no delay line holds
-#: the old R; the next pass 1 may then issue only after the last such read.
-ST_R_LATE_READ = 5
+#: Pass 3 reads R late, at this stage, so that few (offdiag: no) registers carry the old R to the write-back:
+#: offdiag needs R only at the subtraction (data at stage 6); whiten needs Rw at stage 4 (read at 2, rounded
+#: at 3). The next sample's pass 1 may issue only after the last such read.
+ST_R_LATE_READ = {"offdiag": 5, "whiten": 2}
 
 
 def _ceil_log2(n: int) -> int:
@@ -79,6 +80,11 @@ class UnitPlan:
         return ST_PRODUCT + self.tree_levels + 2
 
     @property
+    def st_r_late_read(self) -> int:
+        """Stage at which pass 3 reads R (see ST_R_LATE_READ)."""
+        return ST_R_LATE_READ[self.rule]
+
+    @property
     def depth(self) -> int:
         """Stages a slot spends in the datapath after issue (the last write)."""
         return max(ST_R_WRITE, self.st_v_write)
@@ -107,7 +113,7 @@ class UnitPlan:
         d, groups, n = self.size, self.groups, self.slots
         # j·G + g − g·d − j is largest at g = 0
         raw = max(j * groups + ST_R_WRITE + 1 - (n + j) for j in range(d))
-        return max(0, raw, ST_R_LATE_READ if self.rule == "offdiag" else 0)
+        return max(0, raw, self.st_r_late_read)
 
     # ------------------------------------------------------------------ timing
     @property

@@ -31,7 +31,7 @@ from amaranth.lib.memory import Memory
 
 from ..errors import FormatError
 from ..fixed.format import UnitFormat
-from .plan import ST_P_WRITE, ST_PRODUCT, ST_R_LATE_READ, ST_R_WRITE, ST_Z_WRITE, UnitPlan, ceil_log2
+from .plan import ST_P_WRITE, ST_PRODUCT, ST_R_WRITE, ST_Z_WRITE, UnitPlan, ceil_log2
 from .ports import r_addr_width, unit_signature
 from .raddr import RIndexDecoder
 from .rounding import lfsr_ahead, round_shift, saturate, uses_lfsr
@@ -337,22 +337,22 @@ class DecorrelationUnit(wiring.Component):
         for k in range(lanes):
             s2, s4, s6, s7 = s[2], s[4], s[ST_Z_WRITE], s[ST_R_WRITE]
             # stage 0: addresses (the host uses the R read port only while nothing issues)
-            # offdiag's pass 3 reads R late (stage ST_R_LATE_READ), right when the write-back needs it
-            late = at(s[ST_R_LATE_READ], 3) if offdiag else Const(0, 1)
-            m.d.comb += r_rp[k].addr.eq(Mux(late, s[ST_R_LATE_READ]["a"], Mux(issue, raddr, dec.out_bank)))
+            # pass 3 reads R late (plan.st_r_late_read), close to where it is needed
+            late_st = s[plan.st_r_late_read]
+            m.d.comb += r_rp[k].addr.eq(Mux(at(late_st, 3), late_st["a"], Mux(issue, raddr, dec.out_bank)))
             m.d.comb += z_rp[k].addr.eq(g)
             if offdiag:
                 m.d.comb += p_rp[k].addr.eq(raddr)
             r_rdata.append(r_rp[k].data)
             # stage 1: memory data; round R to its view, v − p
             rv2 = _reg(m, round_shift(r_rp[k].data, fmt.view_drop, view_mode), f"rv{k}")
-            # R before the update, at stage ST_R_LATE_READ + 1 (whiten needs Rw early, so it delays the read)
-            r_old = r_rp[k].data if offdiag else _delay(m, r_rp[k].data, ST_R_LATE_READ, f"r_old{k}")
+            # R before the update, wanted at stage 6 (the subtraction)
+            r_old = _delay(m, r_rp[k].data, 5 - plan.st_r_late_read, f"r_old{k}")
             z2 = _reg(m, z_rp[k].data, f"zk{k}")
             e_raw2 = _reg(m, v_rp.data - p_rp[k].data, f"e_raw{k}") if offdiag else None
             # stage 2: saturate; pick the multiplier operands
             rw, rw_ovf = saturate(rv2, w)
-            flags.append(s2["v"] & active(s2, k) & rw_ovf & ((s2["ph"] != 3) | (not offdiag)))
+            flags.append(s2["v"] & active(s2, k) & rw_ovf & (s2["ph"] != 3))  # pass 3 views the same R
             if offdiag:
                 e, e_ovf = saturate(e_raw2, w)
                 flags.append(at(s2, 3) & active(s2, k) & e_ovf)
@@ -361,7 +361,6 @@ class DecorrelationUnit(wiring.Component):
                 a_p3 = v_d2
             opa = _reg(m, Mux(s2["ph"] == 3, a_p3, rw), f"opa{k}")
             opb = _reg(m, Mux(s2["ph"] == 1, xc2, z2), f"opb{k}")
-            rw4 = _delay(m, rw, 2, f"rw{k}")
             # stage 3: the lane's one multiplier
             prod = _reg(m, opa * opb, f"prod{k}")
             # stage 4: accumulate z's row sum; round p; form U
@@ -373,7 +372,9 @@ class DecorrelationUnit(wiring.Component):
                 pr5 = _reg(m, round_shift(prod, frac, view_mode), f"pr{k}")
                 u5 = _reg(m, prod, f"u{k}")
             else:
-                u5 = _reg(m, prod - (rw4 << frac), f"u{k}")
+                # rv2 holds the rounding of the previous cycle's read: for a pass-3 slot at stage 4 that is its
+                # own late read (stage 2 → data at 3), so rw here is this slot's Rw
+                u5 = _reg(m, prod - (rw << frac), f"u{k}")
             # stage 5: p write; z rounding; update rounding (LFSR value of this lane)
             if offdiag:
                 p_val, p_ovf = saturate(pr5, w)

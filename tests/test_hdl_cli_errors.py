@@ -20,11 +20,17 @@ BASE = {"--size": "4", "--width": "16", "--frac": "12", "--r-width": "28", "--r-
         ({"--width": "6", "--frac": "3", "--r-width": "12", "--r-frac": "6", "--shift": "2"}, "width"),
         ({"--shift": "21"}, "shift"),
         ({"--rounding": "half_evn"}, "half_even"),
+        ({"--rule": "kappa"}, "4th product"),
+        ({"--rule": "whitten"}, "whiten"),
+        ({"--centre-shift": "17"}, "centre_shift=17"),
+        ({"--centre-shift": "-1"}, "centre_shift=-1"),
+        ({"--lanes": "0"}, "lanes=0"),
+        ({"--samples": "0"}, "samples must be a positive integer"),
     ],
 )
 def test_export_rejects_bad_parameters_in_one_line(tmp_path, capsys, change, expect):
-    args = {**BASE, **change}
-    argv = ["hdl", "export", *[x for kv in args.items() for x in kv], "--samples", "4", "-o", str(tmp_path / "o")]
+    args = {**BASE, "--samples": "4", **change}
+    argv = ["hdl", "export", *[x for kv in args.items() for x in kv], "-o", str(tmp_path / "o")]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
@@ -32,10 +38,12 @@ def test_export_rejects_bad_parameters_in_one_line(tmp_path, capsys, change, exp
     assert not (tmp_path / "o").exists(), "nothing may be written for a rejected export"
 
 
-def test_unknown_architecture_is_refused_by_the_parser_naming_the_choices(tmp_path, capsys):
-    argv = ["hdl", "export", "--arch", "rwo", "-o", str(tmp_path / "o")]
+@pytest.mark.parametrize("flag", [["--arch", "row"], ["--delayed"]])
+def test_removed_flags_are_refused_by_the_parser(tmp_path, capsys, flag):
+    """--arch (one memory-backed architecture now: --lanes) and --delayed (removed: it saved no cycles)."""
     with pytest.raises(SystemExit) as exc:
-        main(argv)
+        main(["hdl", "export", *flag, "-o", str(tmp_path / "o")])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and "'rwo'" in err and "'row'" in err and "'mac'" in err
+    assert "Traceback" not in err and "unrecognized arguments" in err and flag[0] in err
+    assert not (tmp_path / "o").exists()

@@ -1,8 +1,11 @@
 """hdl verify: the exported Verilog is bit-exact against the integer model in Icarus Verilog and Verilator.
 
-The d = 8, W = 16 row unit runs 10 000 samples in both simulators (Icarus in parallel checkpoint parts), the mac
-unit 10 000 samples in Verilator (Icarus needs minutes for its 192 cycles per sample). Corrupted copies of an
-export's expected-vector files (reusing its compiled testbench) must fail with the right first mismatch. Under
+Two small units run in both simulators with random gaps and stalls: a d = 5 offdiag unit on 2 lanes (5 = 2 + 2
++ 1: an idle lane in the last row group) whose 1030 samples Icarus splits into 4 parallel checkpoint parts, and a
+d = 4 whiten unit with centring and stochastic rounding on 8 lanes (M > d), whose state besides R keeps each
+simulator on one continuous run that pauses at the checkpoints to read R back. Corrupted copies of an export's
+expected-vector files (reusing its compiled testbench) must fail with the right first mismatch, and protocol mocks
+of the unit show that the testbench catches a reset that does not restore R and a missing frame_error. Under
 CI=true a missing simulator fails the tests; elsewhere it skips them with the reason.
 """
 
@@ -12,19 +15,18 @@ import json
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from tooling import require
 
 from analogdecorr.errors import ConfigError, DataError
 from analogdecorr.fixed.format import UnitFormat
 from analogdecorr.hdl import commands
-from analogdecorr.hdl.export import export, from_hex_vector, to_hex_vector, to_hex_word
-from analogdecorr.hdl.unit import DecorrelationUnit
+from analogdecorr.hdl.export import MANIFEST, Stimulus, export, from_hex_word, to_hex_word
 from analogdecorr.hdl.verify import SIMULATORS, check_simulators, parse_output, tool_missing, verify
 
-FMT = UnitFormat(size=8, width=16, frac=12, r_width=28, r_frac=20, shift=10, rounding="half_even")
-SMALL = UnitFormat(size=3, width=10, frac=6, r_width=16, r_frac=10, shift=4, rounding="half_even")
-SAMPLES = 10_000
+SMALL = UnitFormat(size=5, width=10, frac=6, r_width=16, r_frac=10, shift=4, rounding="half_even")
+RICH = replace(SMALL, size=4, rule="whiten", centre_shift=3, rounding="stochastic")
 
 
 def require_simulators() -> None:
@@ -33,68 +35,66 @@ def require_simulators() -> None:
 
 
 @pytest.fixture(scope="module")
-def row8(tmp_path_factory):
+def small(tmp_path_factory):
+    """d = 5 on 2 lanes, 1030 samples in 4 checkpoint segments: Icarus runs them as 4 parallel parts."""
     require_simulators()
-    out = tmp_path_factory.mktemp("verify") / "row8"
-    man = export(FMT, "row", out, samples=SAMPLES, seed=0)
+    out = tmp_path_factory.mktemp("verify") / "small"
+    man = export(SMALL, 2, out, samples=1030, seed=4, extreme=0.02)
     return out, man, verify(out, jobs=2)
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    """d = 3 row unit, 1030 samples in 4 checkpoint segments: cheap to re-simulate in both simulators."""
+def rich(tmp_path_factory):
+    """d = 4 on 8 lanes (M > d), whiten, centring, stochastic rounding: one continuous run per simulator."""
     require_simulators()
-    out = tmp_path_factory.mktemp("verify") / "small"
-    man = export(SMALL, "row", out, samples=1030, seed=4, extreme=0.02)
+    out = tmp_path_factory.mktemp("verify") / "rich"
+    man = export(RICH, 8, out, samples=600, seed=6, extreme=0.02)
     return out, man, verify(out, jobs=2)
 
 
-def _check_exact(res, samples, d):
+def _check_exact(res, man):
+    samples, d = man["vectors"]["samples"], man["format"]["size"]
+    checkpoints = man["segments"]["count"]
     for sim, r in res["simulators"].items():
         assert r["bit_exact"], (sim, r["first_mismatch"], r["reported_mismatches"])
         assert r["first_mismatch"] is None and r["mismatches"] == 0 and not r["timeout"]
         assert r["samples"] == samples and r["z_checked"] == samples
-        assert r["r_checked"] == r["parts"] * d * d
+        # R after reset, at every checkpoint and the end, and after the ctl reset: 3 readbacks per part plus the
+        # interior checkpoints a part pauses at
+        assert r["readbacks"] == checkpoints + 2 * r["parts"]
+        assert r["r_checked"] == r["r_expected"] == r["readbacks"] * d * d
+        assert r["frame_error_raised"] is True
         assert r["overflow"]["expected"] == r["overflow"]["got"]
         assert r["latency"] == r["expected_latency"]
+        assert r["calm_all_learning"] is True
         assert r["cycles_per_sample"] == pytest.approx(r["expected_cycles_per_sample"])
     assert res["bit_exact"] is True
 
 
-def test_row_d8_is_bit_exact_for_10000_samples_in_both_simulators(row8):
-    out, man, res = row8
-    unit = DecorrelationUnit(FMT, arch="row")
-    unit._MustUse__silence = True  # only its timing properties are needed here
-    assert set(res["simulators"]) == {"iverilog", "verilator"} and res["samples"] == SAMPLES
-    _check_exact(res, SAMPLES, FMT.size)
+def test_small_unit_is_bit_exact_in_both_simulators(small):
+    out, man, res = small
+    assert set(res["simulators"]) == {"iverilog", "verilator"} and res["samples"] == 1030 and res["lanes"] == 2
+    _check_exact(res, man)
     ver, ice = res["simulators"]["verilator"], res["simulators"]["iverilog"]
-    # measured over the stall-free leading samples: the unit's advertised timing
-    assert ver["latency"] == unit.latency and ver["cycles_per_sample"] == unit.cycles_per_sample
-    # Verilator runs the stream in one go; Icarus in parallel parts, each checking R at its end checkpoint
-    assert ver["parts"] == 1 and ice["parts"] == man["segments"]["count"] > 1
-    # the stimulus saturates some words: the sticky flag is set in the RTL as in the model
+    # Verilator runs the stream in one go (pausing at the checkpoints); Icarus in parallel parts
+    assert man["segments"]["parallel"] is True
+    assert ver["parts"] == 1 and ice["parts"] == man["segments"]["count"] == 4
+    # the stimulus saturates some words and freezes some samples
     assert man["vectors"]["overflow"] is True and ver["overflow"] == {"expected": True, "got": True}
+    assert 0 < man["vectors"]["learning_samples"] < 1030
+    # stalls and gaps cost cycles beyond the calm rate
+    assert ver["stream_cycles"] > 0 and ver["cycles"] > 1030 * man["cycles_per_sample"] * 0.5
 
 
-def test_mac_d8_is_bit_exact_for_10000_samples_in_verilator(tmp_path):
-    require_simulators()
-    man = export(FMT, "mac", tmp_path / "mac8", samples=SAMPLES, seed=1)
-    res = verify(tmp_path / "mac8", ("verilator",))
-    _check_exact(res, SAMPLES, FMT.size)
-    r = res["simulators"]["verilator"]
-    assert man["multipliers"] == 1 and r["cycles_per_sample"] == man["cycles_per_sample"]
-    assert r["cycles"] > SAMPLES * man["cycles_per_sample"]
-
-
-def test_stochastic_delayed_unit_runs_identically_in_both_simulators(tmp_path):
-    require_simulators()
-    fmt = replace(SMALL, rounding="stochastic", delayed=True)
-    man = export(fmt, "mac", tmp_path / "sd", samples=400, seed=2)
-    assert man["segments"]["count"] == 1  # LFSR and pending update are state besides R
-    res = verify(tmp_path / "sd", jobs=1)
-    _check_exact(res, 400, fmt.size)
-    # continuous runs of one testbench schedule: the same cycle count in both simulators
-    assert res["simulators"]["iverilog"]["cycles"] == res["simulators"]["verilator"]["cycles"]
+def test_centred_whiten_stochastic_unit_with_more_lanes_than_rows(rich):
+    out, man, res = rich
+    assert man["multipliers"] == 4 and man["lanes"] == 8  # L = min(M, d)
+    assert man["segments"]["parallel"] is False and man["segments"]["count"] == 2
+    _check_exact(res, man)
+    ice, ver = res["simulators"]["iverilog"], res["simulators"]["verilator"]
+    assert ice["parts"] == ver["parts"] == 1
+    # one testbench schedule: the same cycle count in both simulators
+    assert ice["cycles"] == ver["cycles"]
 
 
 def _corrupt_copy(src, dst, name, index, mutate):
@@ -105,22 +105,22 @@ def _corrupt_copy(src, dst, name, index, mutate):
     return dst
 
 
-def _flip(bits, d, word):
+def _nudge(bits):
     def mutate(text):
-        v = from_hex_vector(text, bits, d)
-        v[word] = v[word] + 3 if v[word] < 0 else v[word] - 3
-        return to_hex_vector(v, bits)
+        v = from_hex_word(text, bits)
+        return to_hex_word(v + 3 if v < 0 else v - 3, bits)
 
     return mutate
 
 
-def test_corrupted_z_vector_gives_the_first_mismatch_in_both_simulators(small, tmp_path):
-    out, man, res = small
-    _check_exact(res, 1030, SMALL.size)
+def test_corrupted_z_element_gives_the_first_mismatch_in_both_simulators(small, tmp_path):
+    out, man, _ = small
+    d = SMALL.size
     sample, word = 700, 2
-    good = from_hex_vector((out / "z.hex").read_text().split()[sample], SMALL.width, SMALL.size)[word]
-    bad_dir = _corrupt_copy(out, tmp_path / "badz", "z.hex", sample, _flip(SMALL.width, SMALL.size, word))
-    bad = from_hex_vector((bad_dir / "z.hex").read_text().split()[sample], SMALL.width, SMALL.size)[word]
+    line = sample * d + word
+    good = from_hex_word((out / "z.hex").read_text().split()[line], SMALL.width)
+    bad_dir = _corrupt_copy(out, tmp_path / "badz", "z.hex", line, _nudge(SMALL.width))
+    bad = from_hex_word((bad_dir / "z.hex").read_text().split()[line], SMALL.width)
     res = verify(bad_dir, jobs=2)
     assert res["bit_exact"] is False
     for sim, r in res["simulators"].items():
@@ -129,37 +129,111 @@ def test_corrupted_z_vector_gives_the_first_mismatch_in_both_simulators(small, t
         assert r["first_mismatch"] == {"kind": "z", "sample": sample, "word": word, "expected": bad, "got": good}
 
 
-def test_corrupted_z_vector_at_d8(row8, tmp_path):
-    out, _, _ = row8
-    bad_dir = _corrupt_copy(out, tmp_path / "badz8", "z.hex", 1234, _flip(FMT.width, FMT.size, 5))
-    r = verify(bad_dir, ("verilator",))["simulators"]["verilator"]
-    assert r["cached_build"] and r["bit_exact"] is False
-    assert (r["first_mismatch"]["kind"], r["first_mismatch"]["sample"], r["first_mismatch"]["word"]) == ("z", 1234, 5)
-
-
 def test_corrupted_checkpoints_and_final_r(small, tmp_path):
     out, man, _ = small
     d2 = SMALL.size**2
-    bounds = man["segments"]["bounds"]  # [0, 258, 515, 772, 1030]
-    # interior checkpoint 2 (R after sample 515), word 4: the part ending there fails on R, the next starts from it
+    bounds = man["segments"]["bounds"]  # [0, 257, 515, 772, 1030]
+    # checkpoint 2 (R after sample 515), word 4: found by the Icarus part ending there and by Verilator's pause
     bad_dir = _corrupt_copy(out, tmp_path / "badchk", "r_check.hex", d2 + 4, lambda _: to_hex_word(-7, 16))
-    r = verify(bad_dir, ("iverilog",), jobs=2)["simulators"]["iverilog"]
-    assert r["bit_exact"] is False
-    assert r["first_mismatch"] == {"kind": "r", "sample": bounds[2], "word": 4, "expected": -7,
-                                   "got": r["first_mismatch"]["got"]}
-    assert r["first_mismatch"]["got"] != -7
-    # final R word 5 and the last segment's overflow flag
-    bad_dir = _corrupt_copy(out, tmp_path / "badr", "r_final.hex", 5, lambda _: to_hex_word(123, 16))
-    last = man["segments"]["overflow"][-1]
-    (bad_dir / "ovf_check.hex").write_text("".join(f"{int(o)}\n" for o in man["segments"]["overflow"][:-1])
-                                           + f"{int(not last)}\n")
     res = verify(bad_dir, jobs=2)
-    ice, ver = res["simulators"]["iverilog"], res["simulators"]["verilator"]
-    for r in (ice, ver):
-        assert r["first_mismatch"]["kind"] == "r" and r["first_mismatch"]["sample"] == 1030
-        assert r["first_mismatch"]["word"] == 5 and r["first_mismatch"]["expected"] == 123
-    assert [m["kind"] for m in ice["reported_mismatches"]] == ["r", "ovf"]  # per-segment flags in the parts
-    assert [m["kind"] for m in ver["reported_mismatches"]] == ["r"]  # the continuous run checks overflow.hex
+    for r in res["simulators"].values():
+        assert r["bit_exact"] is False
+        assert r["first_mismatch"]["kind"] == "r" and r["first_mismatch"]["sample"] == bounds[2]
+        assert r["first_mismatch"]["word"] == 4 and r["first_mismatch"]["expected"] == -7
+        assert r["first_mismatch"]["got"] != -7
+    # final R word 5 and the overflow flag at the end
+    bad_dir = _corrupt_copy(out, tmp_path / "badr", "r_final.hex", 5, lambda _: to_hex_word(123, 16))
+    (bad_dir / "overflow.hex").write_text(f"{int(not man['vectors']['overflow'])}\n")
+    r = verify(bad_dir, ("verilator",))["simulators"]["verilator"]
+    assert r["first_mismatch"]["kind"] == "r" and r["first_mismatch"]["sample"] == 1030
+    assert r["first_mismatch"]["word"] == 5 and r["first_mismatch"]["expected"] == 123
+    assert [m["kind"] for m in r["reported_mismatches"]] == ["r", "ovf"]
+
+
+# ---------------------------------------------------------------------------------- protocol mocks of the unit
+MOCK = """// Protocol mock of decor_unit: z = x element by element (what the unit computes from R = I when no sample
+// learns), R in a plain memory behind an init sweep, counters, frame_error. RESET_BUG: the sweep writes 0, not I.
+module decor_unit #(parameter D = {d}, W = {w}, WR = {wr}, FR = {fr}, AW = {aw}, RESET_BUG = {reset_bug},
+                    FRAME_BUG = {frame_bug}) (
+    input clk, input rst,
+    input [W+1:0] x__payload, input x__valid, output x__ready,
+    output reg [W:0] z__payload, output reg z__valid, input z__ready,
+    input [AW-1:0] ctl__r__addr, input ctl__r__we, input [WR-1:0] ctl__r__wdata, input ctl__r__re,
+    output reg [WR-1:0] ctl__r__rdata, output reg ctl__r__rvalid,
+    input ctl__reset, input ctl__clear_overflow,
+    output ctl__busy, output reg ctl__overflow, output reg ctl__frame_error,
+    output reg [31:0] ctl__samples, output reg [31:0] ctl__learned);
+  reg [WR-1:0] mem [0:D*D-1];
+  reg [AW:0] sweep;
+  reg sweeping = 1;
+  integer cnt;
+  reg learn0;
+  assign ctl__busy = sweeping;
+  assign x__ready = !sweeping && (!z__valid || z__ready);
+  always @(posedge clk) begin
+    ctl__r__rvalid <= 0;
+    if (rst || ctl__reset) begin
+      sweeping <= 1; sweep <= 0; z__valid <= 0; cnt = 0;
+      ctl__overflow <= 0; ctl__frame_error <= 0; ctl__samples <= 0; ctl__learned <= 0;
+    end else if (sweeping) begin
+      mem[sweep] <= (!RESET_BUG && sweep / D == sweep % D) ? (1 << FR) : 0;
+      sweep <= sweep + 1;
+      if (sweep == D*D-1) sweeping <= 0;
+    end else begin
+      if (ctl__clear_overflow) ctl__overflow <= 0;
+      if (ctl__r__we) mem[ctl__r__addr] <= ctl__r__wdata;
+      if (ctl__r__re) begin ctl__r__rdata <= mem[ctl__r__addr]; ctl__r__rvalid <= 1; end
+      if (z__valid && z__ready) z__valid <= 0;
+      if (x__valid && x__ready) begin
+        z__payload <= {{cnt == D-1, x__payload[W-1:0]}};
+        z__valid <= 1;
+        if (cnt == 0) learn0 = x__payload[W+1];
+        if (!FRAME_BUG && x__payload[W] != (cnt == D-1)) ctl__frame_error <= 1;
+        if (cnt == D-1 || x__payload[W]) begin
+          cnt = 0; ctl__samples <= ctl__samples + 1; if (learn0) ctl__learned <= ctl__learned + 1;
+        end else cnt = cnt + 1;
+      end
+    end
+  end
+endmodule
+"""
+
+
+@pytest.fixture(scope="module")
+def frozen(tmp_path_factory):
+    """An export whose samples never learn, from R = I: z = x exactly, so a protocol mock can pass it."""
+    require_simulators()
+    rng = np.random.default_rng(3)
+    x = rng.integers(-200, 200, size=(300, SMALL.size))
+    out = tmp_path_factory.mktemp("verify") / "frozen"
+    man = export(SMALL, 2, out, stimulus=Stimulus(x=x, learn=False))
+    return out, man
+
+
+def _mock_copy(frozen, dst, *, reset_bug=0, frame_bug=0):
+    out, man = frozen
+    shutil.copytree(out, dst)
+    p = man["testbench"]["parameters"]
+    (dst / "decor_unit.v").write_text(MOCK.format(d=p["D"], w=p["W"], wr=p["WR"], fr=p["FR"], aw=p["AW"],
+                                                  reset_bug=reset_bug, frame_bug=frame_bug))
+    return dst
+
+
+def test_mock_unit_passes_and_a_reset_that_does_not_restore_r_is_caught(frozen, tmp_path):
+    good = verify(_mock_copy(frozen, tmp_path / "good"), ("iverilog",))["simulators"]["iverilog"]
+    assert good["bit_exact"] is True and good["z_checked"] == 300, good["reported_mismatches"]
+    assert good["cached_build"] is False  # another decor_unit.v: rebuilt
+    bad = verify(_mock_copy(frozen, tmp_path / "reset", reset_bug=1), ("iverilog",))["simulators"]["iverilog"]
+    assert bad["bit_exact"] is False
+    # caught right after rst, before anything is loaded, and again after the ctl reset pulse
+    assert bad["first_mismatch"] == {"kind": "r_reset", "sample": -1, "word": 0, "expected": 1 << SMALL.r_frac,
+                                     "got": 0}
+    kinds = [m["kind"] for m in bad["reported_mismatches"]]  # the first 8: the diagonal, twice
+    assert kinds == ["r_reset"] * SMALL.size + ["r_cmd_reset"] * (8 - SMALL.size)
+    assert bad["mismatches"] == 2 * SMALL.size  # z and R at the end are still right (R0 is loaded)
+    nofe = verify(_mock_copy(frozen, tmp_path / "frame", frame_bug=1), ("iverilog",))["simulators"]["iverilog"]
+    assert nofe["bit_exact"] is False and nofe["frame_error_raised"] is False
+    assert nofe["first_mismatch"]["kind"] == "frame" and nofe["mismatches"] == 1
 
 
 def test_cli_verify_json_and_exit_codes(small, tmp_path, capsys):
@@ -168,6 +242,9 @@ def test_cli_verify_json_and_exit_codes(small, tmp_path, capsys):
     obj = json.loads(capsys.readouterr().out)
     assert obj["bit_exact"] is True and list(obj["simulators"]) == ["verilator"]
     assert obj["simulators"]["verilator"]["samples"] == 1030
+    assert commands.main(["hdl", "verify", str(out), "--sim", "verilator"]) == 0
+    text = capsys.readouterr().out
+    assert "M=2 lanes" in text and "yes" in text and "(cached)" in text
     bad_dir = tmp_path / "bad"
     shutil.copytree(out, bad_dir)
     expected = (bad_dir / "overflow.hex").read_text().strip()
@@ -180,7 +257,7 @@ def test_cli_verify_json_and_exit_codes(small, tmp_path, capsys):
     assert err.startswith("error: ") and "not an HDL export" in err and err.count("\n") == 1
 
 
-def test_verify_rejects_unknown_simulators_and_non_exports(tmp_path):
+def test_verify_rejects_unknown_simulators_non_exports_and_old_exports(small, tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'verilator'"):
         verify(tmp_path, ("verilatr",))
     with pytest.raises(ConfigError, match="no simulator"):
@@ -189,6 +266,16 @@ def test_verify_rejects_unknown_simulators_and_non_exports(tmp_path):
     (tmp_path / "y").mkdir()
     with pytest.raises(DataError, match="not an HDL export"):
         verify(tmp_path / "y")
+    old = tmp_path / "old"
+    shutil.copytree(small[0], old)
+    man = json.loads((old / MANIFEST).read_text())
+    (old / MANIFEST).write_text(json.dumps({**man, "schema": 1}))
+    with pytest.raises(DataError, match="older analogdecorr.*export it again"):
+        verify(old)
+    (old / MANIFEST).write_text(json.dumps(man))
+    (old / "learn.hex").unlink()
+    with pytest.raises(DataError, match="incomplete .missing learn.hex"):
+        verify(old)
 
 
 def test_parse_output_without_result_line_is_an_error():
@@ -196,10 +283,12 @@ def test_parse_output_without_result_line_is_an_error():
         parse_output("VCD info: nothing\n")
     r = parse_output(
         "MISMATCH kind=z sample=3 word=1 expected=-2 got=5\nTIMING latency=4 calm_span=21 calm_count=7 "
-        "stream_cycles=100\nRESULT bit_exact=0 start=0 samples=9 z_checked=9 r_checked=4 mismatches=1 timeout=0 "
-        "cycles=300 overflow_expected=0 overflow_got=0 first_mismatch=3 first_kind=z first_word=1 "
-        "first_expected=-2 first_got=5\n"
+        "calm_learn=6 stream_cycles=100\nRESULT bit_exact=0 start=0 samples=9 z_checked=9 r_checked=12 "
+        "r_expected=12 readbacks=3 status_checked=5 frame=1 mismatches=1 timeout=0 cycles=300 "
+        "overflow_expected=0 overflow_got=0 first_mismatch=3 first_kind=z first_word=1 first_expected=-2 "
+        "first_got=5\n"
     )
     assert r["first_mismatch"] == {"kind": "z", "sample": 3, "word": 1, "expected": -2, "got": 5}
     assert r["latency"] == 4 and r["cycles_per_sample"] == 3.0 and r["bit_exact"] is False
+    assert r["calm_all_learning"] is False and r["frame_error_raised"] is True and r["readbacks"] == 3
     assert r["reported_mismatches"] == [{"kind": "z", "sample": 3, "word": 1, "expected": -2, "got": 5}]

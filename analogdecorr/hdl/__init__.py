@@ -1,5 +1,7 @@
 """Amaranth generators of the fixed-point decorrelation unit (``DecorrelationUnit``) and its Verilog tools."""
 
-from .unit import ARCHS, DecorrelationUnit
+from .plan import UnitPlan
+from .ports import Control, RPort, XPayload, ZPayload
+from .unit import UNIT_RULES, DecorrelationUnit
 
-__all__ = ["ARCHS", "DecorrelationUnit"]
+__all__ = ["UNIT_RULES", "Control", "DecorrelationUnit", "RPort", "UnitPlan", "XPayload", "ZPayload"]

@@ -24,6 +24,8 @@ FORMAT_DEFAULTS: dict[str, Any] = {
     "r_frac": 20,
     "shift": 10,
     "rounding": "half_even",
+    "rule": "offdiag",
+    "centre_shift": 0,
 }
 
 
@@ -50,9 +52,16 @@ def _add_format_flags(p: argparse.ArgumentParser) -> None:
         help=f"trunc, half_up, half_even or stochastic (default {d['rounding']})",
     )
     g.add_argument(
-        "--delayed",
-        action="store_true",
-        help="delayed update: sample t's z uses R from before sample t-1's update",
+        "--rule",
+        default=d["rule"],
+        help=f"update rule: offdiag (dR = -eta z (v - p)) or whiten (dR = -eta (z v^T - R)) (default {d['rule']})",
+    )
+    g.add_argument(
+        "--centre-shift",
+        type=int,
+        default=d["centre_shift"],
+        metavar="M",
+        help="centring: subtract a running mean with momentum 2^-M before R (0 = off, 1..16; default 0)",
     )
 
 
@@ -67,7 +76,8 @@ def _format(args: argparse.Namespace) -> Any:
         r_frac=args.r_frac,
         shift=args.shift,
         rounding=args.rounding,
-        delayed=args.delayed,
+        rule=args.rule,
+        centre_shift=args.centre_shift,
     )
 
 
@@ -95,28 +105,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
     fmt = _format(args)
-    man = export(fmt, args.arch, args.out, samples=args.samples, seed=args.seed)
+    man = export(fmt, args.lanes, args.out, samples=args.samples, seed=args.seed)
     if args.json:
         _json({"out": str(args.out), **man})
         return 0
     f = man["format"]
+    centre = f", centring 2^-{f['centre_shift']}" if f.get("centre_shift") else ""
     print(
-        f"exported {man['module']} ({man['arch']}, d={f['size']}, W={f['width']}, F={f['frac']}, "
-        f"W_R={f['r_width']}, F_R={f['r_frac']}, s={f['shift']}, {f['rounding']}"
-        f"{', delayed' if f.get('delayed') else ''}) to {args.out}"
+        f"exported {man['module']} (d={f['size']}, M={man['lanes']} lanes, W={f['width']}, F={f['frac']}, "
+        f"W_R={f['r_width']}, F_R={f['r_frac']}, s={f['shift']}, {f['rounding']}, {f.get('rule', 'offdiag')}"
+        f"{centre}) to {args.out}"
     )
+    v = man["vectors"]
+    frozen = man.get("cycles_per_frozen_sample")
     print(
         _table(
             [
                 ["multipliers M", man["multipliers"]],
                 ["multiplies per sample 3d²", man["multiplies_per_sample"]],
-                ["latency (cycles)", man["latency"]],
-                ["cycles per sample", man["cycles_per_sample"]],
+                ["cycles per sample (learning)", man["cycles_per_sample"]],
+                ["ideal 3d²/M", _fmt_num(man["ideal_cycles_per_sample"])],
                 ["utilisation 3d²/(M·cycles)", _fmt_num(man["utilisation"])],
+                *([["cycles per frozen sample", frozen]] if frozen is not None else []),
+                ["latency (cycles)", man["latency"]],
+                ["init sweep (cycles)", _fmt_num(man.get("init_cycles"))],
+                ["storage (bits)", _fmt_num(man.get("storage_bits"))],
                 [
                     "vectors",
-                    f"{man['vectors']['samples']} samples, seed {man['vectors']['seed']}, expected overflow "
-                    f"{int(man['vectors']['overflow'])}",
+                    f"{v['samples']} samples ({v['learning_samples']} learning), seed {args.seed}, "
+                    f"{man['segments']['count']} checkpoints, expected overflow {int(v['overflow'])}",
                 ],
             ]
         )
@@ -151,7 +168,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "yes" if r["bit_exact"] else "NO",
                 r.get("parts", 1),
                 r["z_checked"],
-                r["r_checked"],
+                f"{r['r_checked']}/{r['r_expected']}",
                 r["mismatches"],
                 r.get("latency", "-"),
                 _fmt_num(r.get("cycles_per_sample")),
@@ -161,7 +178,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 first,
             ]
         )
-    print(f"{res['export_dir']}: {res['arch']}, {res['samples']} samples")
+    print(f"{res['export_dir']}: M={res['lanes']} lanes, {res['samples']} samples")
     print(
         _table(
             rows,
@@ -169,7 +186,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "simulator",
                 "bit-exact",
                 "parts",
-                "z vectors",
+                "z samples",
                 "R words",
                 "mismatches",
                 "latency",
@@ -187,12 +204,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import report
 
-    res = report(args.dir, args.families, pnr=not args.no_pnr, freq=args.freq)
+    res = report(args.dir, args.families, pnr=not args.no_pnr, freq=args.freq).to_dict()
     if args.json:
         _json(res)
         return 0
     print(
-        f"{res['export_dir']}: {res['arch']}, d={res['format']['size']}, W={res['format']['width']}; "
+        f"{res['export_dir']}: M={res['lanes']} lanes, d={res['format']['size']}, W={res['format']['width']}; "
         f"M={res['multipliers']} multipliers, 3d²={res['multiplies_per_sample']} multiplies/sample, "
         f"{_fmt_num(res['cycles_per_sample'])} cycles/sample, utilisation {_fmt_num(res['utilisation'])}"
     )
@@ -207,11 +224,12 @@ def cmd_report(args: argparse.Namespace) -> int:
                 r["dsp"],
                 "yes" if r["dsp_matches_multipliers"] else "NO",
                 r["bram"],
+                r.get("spram", 0),
                 r["lutram"],
                 f"{r['seconds']:.1f}{' (cached)' if r['cached'] else ''}",
             ]
         )
-    print(_table(rows, ["family", "LUTs", "FFs", "carry", "DSPs", "DSPs = M", "BRAMs", "LUTRAM", "yosys s"]))
+    print(_table(rows, ["family", "LUTs", "FFs", "carry", "DSPs", "DSPs = M", "BRAMs", "SPRAMs", "LUTRAM", "yosys s"]))
     _print_pnr(res)
     return 0
 
@@ -293,10 +311,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write Verilog, test vectors, testbench and manifest to a directory")
     _add_format_flags(p)
     p.add_argument(
-        "--arch",
-        default="row",
-        choices=("row", "mac"),
-        help="row: one processing element per row (fast); mac: one multiplier, time-multiplexed",
+        "--lanes",
+        type=int,
+        default=None,
+        metavar="M",
+        help="multipliers M (lanes; each handles one row of R per pass); default min(d, 8)",
     )
     p.add_argument("--samples", type=int, default=10_000, help="number of test vectors (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the test input stream (default 0)")
@@ -359,6 +378,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the input stream (default 0)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_compare)
+    from .board_commands import add_board_commands  # hdl build / hdl stream (board builds, host link)
+    add_board_commands(sub)
     return hdl
 
 

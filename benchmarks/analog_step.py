@@ -71,6 +71,42 @@ def build(args, rule: str, decor: str):
     return cfg, trainer.data, trainer.net, trainer.rule
 
 
+def _median_time(fn, clock, repeats: int = 300) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+    return statistics.median(times)
+
+
+def parts(args, clock) -> None:
+    """Per-call costs behind the step (100×100 tile of the preset, lr 0.02): a read of 128 rows through aihwkit's
+    autograd Function and directly (DirectReadAnalogLinear), and a pulsed update of 64 rows against the size of
+    d under the preset's update management, with fixed 31-pulse trains, and with the train cap raised to 100."""
+    from aihwkit.nn import AnalogLinear
+
+    from analogdecorr.backends.analog import DirectReadAnalogLinear, make_rpu_config
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 100, generator=gen)
+    with torch.no_grad():
+        for cls in (AnalogLinear, DirectReadAnalogLinear):
+            layer = cls(100, 100, rpu_config=make_rpu_config(args.preset))
+            seconds = _median_time(lambda layer=layer: layer(x), clock)
+            print(f"read 128x100 rows, {cls.__name__:23s} {seconds * 1e6:8.0f} us")
+    x64 = torch.randn(64, 100, generator=gen)
+    settings = (("preset's update management", {}), ("fixed 31-pulse trains", {"update_bl_management": False}),
+                ("train cap 100", {"desired_bl": 100}))
+    for label, update in settings:
+        tile = next(AnalogLinear(100, 100, rpu_config=make_rpu_config(args.preset, update=update)).analog_tiles())
+        tile.set_learning_rate(0.02)
+        for std in (0.0075, 0.025, 0.1):
+            d = torch.randn(64, 100, generator=gen) * std
+            seconds = _median_time(lambda tile=tile, d=d: tile.update(x64, d), clock, 100)
+            print(f"update 64 rows, d std {std:<6g} {label:27s} {seconds * 1e6:8.0f} us")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="mnist1d")
@@ -86,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
                    help="cpu: process CPU time (default; robust to other jobs on the machine), wall: perf_counter")
     p.add_argument("--profile", action="store_true", help="cProfile the NP+decor steps, print the top 20")
+    p.add_argument("--parts", action="store_true",
+                   help="only the per-call costs: a tile read with and without autograd, pulsed updates vs |d|")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a configuration key for both runs (e.g. weight_decay=0); repeatable")
     args = p.parse_args(argv)
@@ -94,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
 
+    if args.parts:
+        parts(args, CLOCKS[args.clock])
+        return 0
     cfg, data, bp_net, bp = build(args, "bp", "none")
     np_cfg, _, np_net, npd = build(args, "np", args.decor)
     clock = CLOCKS[args.clock]

@@ -24,6 +24,7 @@ __all__ = [
     "SUPPORTED_PAIR",
     "AnalogLayerBase",
     "AnalogLinear",
+    "AnalogSGD",
     "AnalogTile",
     "GlobalDriftCompensation",
     "InferenceRPUConfig",
@@ -67,6 +68,7 @@ try:  # the compiled extension is loaded by these imports
     from aihwkit.inference.noise.pcm import PCMLikeNoiseModel
     from aihwkit.nn import AnalogLinear
     from aihwkit.nn.modules.base import AnalogLayerBase
+    from aihwkit.optim import AnalogSGD
     from aihwkit.simulator.configs import (
         FloatingPointRPUConfig,
         InferenceRPUConfig,

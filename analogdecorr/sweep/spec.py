@@ -8,6 +8,7 @@ Format (TOML; every table but [base] optional)::
     metric = "val_acc"           # the epoch-row figure settings are compared on (default val_acc)
     select = "validation"        # each run's epoch: "validation" (best val_acc, default) or "last"
     plot = "lr"                  # axis on the plot's x axis (default: the first numeric one, else curves)
+    title = "lr sweep"           # the plot's title (default: sweep <name>)
     out = "sweeps/lr"            # default folder (--out overrides; default runs/sweeps/<file stem>)
     baseline = {rule = "bp"}     # the p column tests each setting against this one (default: the best);
                                  # axes it leaves out are matched to the row's own (one baseline per lr here)
@@ -52,7 +53,7 @@ from ..errors import ConfigError
 
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 TABLES = ("sweep", "base", "grid", "sample", "exclude")
-SWEEP_KEYS = ("seeds", "metric", "select", "plot", "out", "name", "baseline")
+SWEEP_KEYS = ("seeds", "metric", "select", "plot", "out", "name", "baseline", "title")
 METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss")
 SELECTS = ("validation", "last")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
@@ -93,6 +94,7 @@ class SweepSpec:
     out: str | None = None
     name: str = "sweep"
     excludes: list[dict[str, list[str]]] = field(default_factory=list)
+    title: str | None = None  # the plot's title
     baseline: dict[str, str] | None = None  # axis → label of the setting(s) the p column tests against
     source: str = "the sweep file"
 
@@ -219,6 +221,7 @@ def parse_sweep(data: Mapping[str, Any], source: str = "the sweep file") -> Swee
         select=_choice(sweep.get("select", "validation"), SELECTS, "select", source),
         out=_opt_str(sweep.get("out"), "out", source),
         name=_opt_str(sweep.get("name"), "name", source) or "sweep",
+        title=_opt_str(sweep.get("title"), "title", source),
         excludes=excludes,
         baseline=_baseline(sweep.get("baseline"), dict(axes), source),
         source=source,

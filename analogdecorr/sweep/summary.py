@@ -241,13 +241,20 @@ def plot(spec: SweepSpec, rows: Sequence[SettingRow], path: Path) -> Path | None
             ax.set_xscale("log")
         ax.set(xlabel=key, ylabel=f"{spec.metric} (mean ± std over seeds)")
     else:
+        seeds = {len(r.curves) for r in rows}
         for i, r in enumerate(rows):
             n = min(len(c) for c in r.curves)
-            mean = [statistics.fmean(c[e] for c in r.curves) for e in range(n)]
-            ax.plot(range(1, n + 1), mean, marker=".", color=f"C{i % 10}",
-                    label=" ".join(f"{k}={v}" for k, v in r.setting))
-        ax.set(xlabel="epoch", ylabel=f"{spec.metric} (mean over seeds)")
-    ax.set_title(f"sweep {spec.name}")
+            epochs = range(1, n + 1)
+            band = [mean_std([c[e] for c in r.curves]) for e in range(n)]
+            mean = [m for m, _ in band]
+            label = " ".join(v if len(r.setting) == 1 else f"{k}={v}" for k, v in r.setting)
+            ax.plot(epochs, mean, marker=".", color=f"C{i % 10}", label=label)
+            if len(r.curves) > 1:
+                ax.fill_between(epochs, [m - s for m, s in band], [m + s for m, s in band], color=f"C{i % 10}",
+                                alpha=0.2, linewidth=0)
+        over = f"{seeds.pop()} seeds" if len(seeds) == 1 else "seeds"
+        ax.set(xlabel="epoch", ylabel=f"{spec.metric} (mean ± std over {over})")
+    ax.set_title(spec.title or f"sweep {spec.name}")
     ax.grid(alpha=0.3)
     if len(ax.get_legend_handles_labels()[0]) <= 20:
         ax.legend(fontsize="small")

@@ -59,3 +59,15 @@ def test_an_unknown_name_is_one_line_listing_the_builtin_names(name, start, caps
 def test_no_sweep_and_no_list_is_an_error(capsys):
     assert main(["sweep"]) == 2
     assert "analogdecorr sweep demo" in capsys.readouterr().err
+
+
+def test_the_readme_main_job_is_the_demo_and_ci_runs_the_same_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quick = readme[readme.index("## Quick start"):readme.index("## What you can do")]
+    first = quick.split("```bash\n")[1].split("\n```")[0].strip()
+    assert first.endswith("&& .venv/bin/analogdecorr sweep demo")
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if "pip install" in line]
+    assert len(ci) == 1
+    # CI differs only by quiet apt/pip output and no progress bar
+    quiet = ci[0].replace(" -q", "").removesuffix(" --no-progress")
+    assert quiet == first

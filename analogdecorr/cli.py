@@ -105,7 +105,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "[[exclude]]; see analogdecorr/sweep/spec.py) on a local Ray cluster or the one at --address. "
         "Finished runs are skipped, interrupted ones resume from their checkpoint.",
     )
-    p.add_argument("sweep_file", type=Path, metavar="SWEEP.toml", help="the sweep file")
+    p.add_argument("sweep_file", nargs="?", metavar="SWEEP",
+                   help="a sweep file (path to a .toml) or the name of a built-in one (see --list)")
+    p.add_argument("--list", action="store_true", help="list the built-in sweeps, one line each, and exit")
     p.add_argument("--address", help="join the Ray cluster at this address (host:port, ray://host:port or auto)")
     p.add_argument("--jobs", type=int, help="runs at a time (default: every CPU of the cluster)")
     p.add_argument("--out", type=Path, help="sweep folder (default: [sweep] out, else runs/sweeps/<file stem>)")
@@ -114,10 +116,22 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
     from .sweep import load_sweep, run_sweep
+    from .sweep.builtin import builtin_sweeps, describe, resolve_sweep
 
-    spec = load_sweep(args.sweep_file)
-    out = args.out or Path(spec.out or Path("runs") / "sweeps" / args.sweep_file.stem)
+    if args.list:
+        sweeps = builtin_sweeps()
+        width = max((len(n) for n in sweeps), default=0)
+        for name, path in sweeps.items():
+            print(f"{name:<{width}}  {describe(path)}")
+        return 0
+    if args.sweep_file is None:
+        raise ConfigError("analogdecorr sweep needs a sweep file or a built-in sweep's name, e.g. "
+                          "analogdecorr sweep demo (analogdecorr sweep --list shows them)")
+    path = resolve_sweep(args.sweep_file)
+    spec = load_sweep(path)
+    out = args.out or Path(spec.out or Path("runs") / "sweeps" / path.stem)
     trials, report = run_sweep(spec, out, address=args.address, jobs=args.jobs, progress=not args.no_progress)
     print(f"{len(trials)} runs: {report.count(how='before')} finished before, {report.count(how='new')} new, "
           f"{report.count(how='resumed')} resumed; {report.count(status='diverged')} diverged, "

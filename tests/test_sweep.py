@@ -324,3 +324,24 @@ def test_a_checkpoint_from_before_the_validation_split_resumes_only_without_it()
     del old["val_frac"]  # written before the field existed: trained on the whole training set
     assert differing_keys(old, resolve({}, {"val_frac": 0}).fingerprint()) == []
     assert differing_keys(old, resolve({}, {}).fingerprint()) == ["val_frac"]  # the default 0.1 is another run
+
+
+def test_the_where_decorrelation_matters_grid_expands_and_every_row_has_its_centring_baseline(tmp_path):
+    from analogdecorr.sweep.summary import SettingRow, reference_row
+
+    spec = load_sweep(SIMS / "where_decorrelation_matters.toml")
+    trials = spec.trials(tmp_path)
+    assert len(trials) == 5 * (2 + 4 * 3) * 3 * 5 and len({t.key for t in trials}) == len(trials)
+    by_data = {dict(t.setting)["data"]: t.config for t in trials}
+    assert {k: (c.dataset, c.rho if c.dataset == "correlated" else None) for k, c in by_data.items()} == {
+        "corr0.5": ("correlated", 0.5), "corr0.9": ("correlated", 0.9), "corr0.99": ("correlated", 0.99),
+        "digits": ("digits", None), "mnist1d": ("mnist1d", None)}
+    assert {t.config.val_frac for t in trials} == {0.1} and {t.config.rule for t in trials} == {"np"}
+    settings = [s for s, _ in spec.settings()]
+    # none/centre once per lr; each rule over every lr x decor lr, so each row can pick its own on validation
+    for decor, n in (("none", 3), ("centre", 3), ("scaled", 9), ("offdiag", 9), ("whiten", 9), ("kappa", 9)):
+        assert sum(dict(s)["decor"] == decor and dict(s)["data"] == "digits" for s in settings) == n
+    rows = [SettingRow(s, {}) for s in settings]
+    for row in rows:  # the p column's reference: centring on the same data at the same lr
+        ref = dict(reference_row(spec, rows, row).setting)
+        assert ref == {**dict(row.setting), "decor": "centre", "decor_lr": "0.0001"}

@@ -8,7 +8,10 @@ Format (TOML; every table but [base] optional)::
     metric = "val_acc"           # the epoch-row figure settings are compared on (default val_acc)
     select = "validation"        # each run's epoch: "validation" (best val_acc, default) or "last"
     plot = "lr"                  # axis on the plot's x axis (default: the first numeric one, else curves)
+    title = "lr sweep"           # the plot's title (default: sweep <name>)
     out = "sweeps/lr"            # default folder (--out overrides; default runs/sweeps/<file stem>)
+    baseline = {rule = "bp"}     # the p column tests each setting against this one (default: the best);
+                                 # axes it leaves out are matched to the row's own (one baseline per lr here)
 
     [base]                       # RunConfig keys shared by every run (not seed, not out)
     dataset = "digits"
@@ -50,7 +53,7 @@ from ..errors import ConfigError
 
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 TABLES = ("sweep", "base", "grid", "sample", "exclude")
-SWEEP_KEYS = ("seeds", "metric", "select", "plot", "out", "name")
+SWEEP_KEYS = ("seeds", "metric", "select", "plot", "out", "name", "baseline", "title")
 METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss")
 SELECTS = ("validation", "last")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
@@ -91,6 +94,8 @@ class SweepSpec:
     out: str | None = None
     name: str = "sweep"
     excludes: list[dict[str, list[str]]] = field(default_factory=list)
+    title: str | None = None  # the plot's title
+    baseline: dict[str, str] | None = None  # axis → label of the setting(s) the p column tests against
     source: str = "the sweep file"
 
     @property
@@ -216,9 +221,15 @@ def parse_sweep(data: Mapping[str, Any], source: str = "the sweep file") -> Swee
         select=_choice(sweep.get("select", "validation"), SELECTS, "select", source),
         out=_opt_str(sweep.get("out"), "out", source),
         name=_opt_str(sweep.get("name"), "name", source) or "sweep",
+        title=_opt_str(sweep.get("title"), "title", source),
         excludes=excludes,
+        baseline=_baseline(sweep.get("baseline"), dict(axes), source),
         source=source,
     )
+    if spec.baseline and not any(_matches({k: [v] for k, v in spec.baseline.items()}, dict(s))
+                                 for s, _ in spec.settings()):
+        raise ConfigError(f"{source}: [sweep] baseline {spec.baseline} matches no setting ([[exclude]] drops it); "
+                          "name a setting the sweep runs")
     plot = sweep.get("plot")
     if plot is not None:
         if plot not in names:
@@ -358,7 +369,8 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _excludes(raw: Any, axes: Mapping[str, list], source: str) -> list[dict[str, list[str]]]:
+def _excludes(raw: Any, axes: Mapping[str, list], source: str,
+              what: str = "[[exclude]]") -> list[dict[str, list[str]]]:
     if isinstance(raw, Mapping):
         raw = [raw]
     if not isinstance(raw, list) or not all(isinstance(r, Mapping) and r for r in raw):
@@ -368,17 +380,31 @@ def _excludes(raw: Any, axes: Mapping[str, list], source: str) -> list[dict[str,
         cleaned = {}
         for axis, values in rule.items():
             if axis not in axes:
-                raise ConfigError(f"{source}: [[exclude]] names {axis!r}, which is not swept"
+                raise ConfigError(f"{source}: {what} names {axis!r}, which is not swept"
                                   f"{_closest(str(axis), list(axes))}")
             values = values if isinstance(values, list) else [values]
             labels = [label for label, _ in axes[axis]]
             for v in values:
                 if _label(v) not in labels:
-                    raise ConfigError(f"{source}: [[exclude]] {axis} = {v!r} is not one of its values "
+                    raise ConfigError(f"{source}: {what} {axis} = {v!r} is not one of its values "
                                       f"({', '.join(labels)}){_closest(_label(v), labels)}")
             cleaned[axis] = [_label(v) for v in values]
         out.append(cleaned)
     return out
+
+
+def _baseline(raw: Any, axes: Mapping[str, list], source: str) -> dict[str, str] | None:
+    """[sweep] baseline = {axis = value, ...}: checked like an [[exclude]] rule, one value per axis."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(f"{source}: [sweep] baseline must be a table of axis = value naming the setting to test "
+                          f"against, e.g. baseline = {{variant = \"NP+centre\"}}; got {raw!r}")
+    for axis, value in raw.items():
+        if isinstance(value, list):
+            raise ConfigError(f"{source}: [sweep] baseline {axis} must be one value, got the list {value!r}")
+    rule = _excludes([raw], axes, source, what="[sweep] baseline")[0]
+    return {axis: labels[0] for axis, labels in rule.items()}
 
 
 def _matches(rule: Mapping[str, list[str]], setting: Mapping[str, str]) -> bool:

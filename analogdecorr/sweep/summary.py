@@ -11,6 +11,7 @@ import io
 import json
 import math
 import statistics
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,48 @@ def best_row(spec: SweepSpec, rows: Sequence[SettingRow]) -> SettingRow | None:
     return pick(scored, key=lambda s: (s[0], -s[1]) if spec.mode == "max" else (s[0], s[1]))[2]
 
 
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided Welch t-test p-value of the finite values of ``a`` against ``b`` (unequal variances); NaN with
+    fewer than 2 values on a side or no variance on either (the test is undefined there)."""
+    a = [v for v in a if math.isfinite(v)]
+    b = [v for v in b if math.isfinite(v)]
+    if len(a) < 2 or len(b) < 2 or statistics.variance(a) + statistics.variance(b) == 0:
+        return math.nan
+    from scipy.stats import ttest_ind
+
+    with warnings.catch_warnings():  # zero variance on both sides: scipy warns and returns NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(ttest_ind(a, b, equal_var=False).pvalue)
+    return p if math.isfinite(p) else math.nan
+
+
+def reference_row(spec: SweepSpec, rows: Sequence[SettingRow], row: SettingRow) -> SettingRow | None:
+    """The row ``row`` is tested against: the setting matching [sweep] baseline whose other axes equal the
+    row's own, or (no baseline) the best setting."""
+    if not spec.baseline:
+        return best_row(spec, rows)
+    labels = dict(row.setting)
+    want = {n: spec.baseline.get(n, labels[n]) for n in spec.axis_names}
+    return next((r for r in rows if dict(r.setting) == want), None)
+
+
+def p_values(spec: SweepSpec, rows: Sequence[SettingRow]) -> list[float]:
+    """Per row, the Welch p-value of its seeds' metric against its reference row's (NaN for the reference
+    itself, or too few seeds)."""
+    out = []
+    for r in rows:
+        ref = reference_row(spec, rows, r)
+        out.append(math.nan if ref is None or ref is r else welch_p(r.metric, ref.metric))
+    return out
+
+
+def fmt_p(p: float) -> str:
+    """A p-value for the table: 3 decimals, 2 significant digits below 0.001, – when undefined."""
+    if math.isnan(p):
+        return "–"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample std (ddof 1; 0 for one value) of the finite values; NaN for none."""
     vals = [v for v in values if math.isfinite(v)]
@@ -114,23 +157,32 @@ def fmt(values: Sequence[float], digits: int = 3) -> str:
 def markdown(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
     """The summary table as Markdown (best setting on the metric marked with *)."""
     best = best_row(spec, rows)
+    ps = p_values(spec, rows)
     sel = "best-validation epoch" if spec.select == "validation" else "last epoch"
+    if spec.baseline:
+        ref = " ".join(f"{k}={v}" for k, v in spec.baseline.items())
+        against = f"the baseline {ref}" + (" with the row's other settings" if
+                                           len(spec.baseline) < len(spec.axis_names) else "")
+    else:
+        against = "the best setting (*)"
     lines = [
         f"# Sweep {spec.name}: {spec.metric} at each run's {sel}, mean ± std over seeds",
         "",
         f"Seeds {spec.seeds}. `test acc @ sel.`: test accuracy at the selected epoch; `epoch`: mean selected "
-        f"epoch; `*`: best setting on {spec.metric} ({'lowest' if spec.mode == 'min' else 'highest'} mean).",
+        f"epoch; `*`: best setting on {spec.metric} ({'lowest' if spec.mode == 'min' else 'highest'} mean); "
+        f"`p`: two-sided Welch t-test of the row's seeds' {spec.metric} against {against} (– for the "
+        "reference itself or fewer than 2 seeds a side).",
         "",
     ]
     names = spec.axis_names
-    head = [*names, "seeds", spec.metric, "test acc @ sel.", "epoch", "test acc (last)", "settings"]
+    head = [*names, "seeds", spec.metric, "p", "test acc @ sel.", "epoch", "test acc (last)", "settings"]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for r in rows:
+    for r, p in zip(rows, ps, strict=True):
         labels = dict(r.setting)
         seeds = f"{r.done}/{r.seeds}" + (f" ({r.diverged} diverged)" if r.diverged else "")
         ep = f"{statistics.fmean(r.epoch):.1f}" if r.epoch else "–"
         mark = " *" if r is best else ""
-        cells = [labels[n] for n in names] + [seeds, fmt(r.metric) + mark, fmt(r.test_selected), ep,
+        cells = [labels[n] for n in names] + [seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), ep,
                                               fmt(r.test_last), f"`{r.settings_text}`"]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
@@ -144,17 +196,17 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
     """The summary table as CSV (one row per setting; means, sample stds and the settings)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*spec.axis_names, "seeds", "done", "diverged", f"{spec.metric}_mean", f"{spec.metric}_std",
+    w.writerow([*spec.axis_names, "seeds", "done", "diverged", f"{spec.metric}_mean", f"{spec.metric}_std", "p",
                 "test_acc_selected_mean", "test_acc_selected_std", "epoch_mean", "test_acc_last_mean",
                 "test_acc_last_std", "settings"])
-    for r in rows:
+    for r, p in zip(rows, p_values(spec, rows), strict=True):
         labels = dict(r.setting)
         m, s = mean_std(r.metric)
         tm, ts = mean_std(r.test_selected)
         lm, ls = mean_std(r.test_last)
         ep = statistics.fmean(r.epoch) if r.epoch else math.nan
         w.writerow([*(labels[n] for n in spec.axis_names), r.seeds, r.done, r.diverged,
-                    *(_cell(v) for v in (m, s, tm, ts, ep, lm, ls)), r.settings_text])
+                    *(_cell(v) for v in (m, s, p, tm, ts, ep, lm, ls)), r.settings_text])
     return buf.getvalue()
 
 
@@ -189,13 +241,20 @@ def plot(spec: SweepSpec, rows: Sequence[SettingRow], path: Path) -> Path | None
             ax.set_xscale("log")
         ax.set(xlabel=key, ylabel=f"{spec.metric} (mean ± std over seeds)")
     else:
+        seeds = {len(r.curves) for r in rows}
         for i, r in enumerate(rows):
             n = min(len(c) for c in r.curves)
-            mean = [statistics.fmean(c[e] for c in r.curves) for e in range(n)]
-            ax.plot(range(1, n + 1), mean, marker=".", color=f"C{i % 10}",
-                    label=" ".join(f"{k}={v}" for k, v in r.setting))
-        ax.set(xlabel="epoch", ylabel=f"{spec.metric} (mean over seeds)")
-    ax.set_title(f"sweep {spec.name}")
+            epochs = range(1, n + 1)
+            band = [mean_std([c[e] for c in r.curves]) for e in range(n)]
+            mean = [m for m, _ in band]
+            label = " ".join(v if len(r.setting) == 1 else f"{k}={v}" for k, v in r.setting)
+            ax.plot(epochs, mean, marker=".", color=f"C{i % 10}", label=label)
+            if len(r.curves) > 1:
+                ax.fill_between(epochs, [m - s for m, s in band], [m + s for m, s in band], color=f"C{i % 10}",
+                                alpha=0.2, linewidth=0)
+        over = f"{seeds.pop()} seeds" if len(seeds) == 1 else "seeds"
+        ax.set(xlabel="epoch", ylabel=f"{spec.metric} (mean ± std over {over})")
+    ax.set_title(spec.title or f"sweep {spec.name}")
     ax.grid(alpha=0.3)
     if len(ax.get_legend_handles_labels()[0]) <= 20:
         ax.legend(fontsize="small")

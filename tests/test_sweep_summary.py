@@ -1,0 +1,96 @@
+"""The sweep summary's significance column, on hand-made rows (no runs): Welch's two-sided t-test against the
+best setting or the sweep file's baseline, with numbers small enough to check by hand."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import pytest
+
+from analogdecorr.errors import ConfigError
+from analogdecorr.sweep import parse_sweep
+from analogdecorr.sweep.summary import SettingRow, csv_text, markdown, p_values, welch_p
+
+# Two seeds a side with equal variances: Welch's df is 2, where the t distribution has a closed form,
+# P(|T| > t) = 1 - t / sqrt(2 + t²). a = [0, 2], b = [4, 6]: means 1 and 5, variances 2 and 2,
+# t = 4 / sqrt(2/2 + 2/2) = 2·sqrt(2), so p = 1 - sqrt(8 / 10).
+P_TWO_SEEDS = 1 - math.sqrt(0.8)
+
+
+def _spec(baseline: str = "", lrs: str = "[0.1]"):
+    text = {"grid": {"variant": {"A": {"decor": "none"}, "B": {"decor": "whiten"}, "C": {"decor": "centre"}},
+                     "lr": eval(lrs)},
+            "base": {"dataset": "digits", "hidden": [8]}, "sweep": {"seeds": [0, 1]}}
+    if baseline:
+        text["sweep"]["baseline"] = {"variant": baseline}
+    return parse_sweep(text)
+
+
+def _row(variant: str, lr: float, metric: list[float]) -> SettingRow:
+    return SettingRow((("variant", variant), ("lr", f"{lr:g}")), {}, seeds=len(metric), done=len(metric),
+                      metric=metric, test_selected=metric, test_last=metric, epoch=[1] * len(metric))
+
+
+def test_welch_p_matches_the_closed_form_and_is_symmetric():
+    assert welch_p([0, 2], [4, 6]) == pytest.approx(P_TWO_SEEDS, rel=1e-12)
+    assert welch_p([4, 6], [0, 2]) == pytest.approx(P_TWO_SEEDS, rel=1e-12)
+    # unequal variances (Welch, not Student): a = [0, 2] (var 2), b = [4, 8] (var 8): t = 5 / sqrt(5),
+    # df = 25 / (1 + 16) = 25/17; only the df-2 case is closed-form, so check against Student's instead:
+    assert welch_p([0, 2], [4, 8]) > welch_p([0, 2, 0, 2], [4, 8, 4, 8])
+
+
+@pytest.mark.parametrize("a, b", [([1.0], [2.0, 3.0]), ([1.0, 2.0], [3.0]), ([1.0, 1.0], [2.0, 2.0]),
+                                  ([1.0, math.nan], [2.0, 3.0])])
+def test_welch_p_is_undefined_with_fewer_than_two_seeds_or_no_variance(a, b):
+    assert math.isnan(welch_p(a, b))
+
+
+def test_p_column_tests_every_row_against_the_best_setting():
+    spec = _spec()
+    rows = [_row("A", 0.1, [0, 2]), _row("B", 0.1, [4, 6]), _row("C", 0.1, [3])]
+    ps = p_values(spec, rows)
+    assert ps[0] == pytest.approx(P_TWO_SEEDS) and math.isnan(ps[1]) and math.isnan(ps[2])
+    md = markdown(spec, rows)
+    assert "| p |" in md and "the best setting (*)" in md
+    line_a = next(line for line in md.splitlines() if line.startswith("| A "))
+    line_b = next(line for line in md.splitlines() if line.startswith("| B "))
+    assert "| 1.000 ± 1.414 | 0.106 |" in line_a
+    assert "| 5.000 ± 1.414 * | – |" in line_b
+    table = list(csv.DictReader(io.StringIO(csv_text(spec, rows))))
+    assert float(table[0]["p"]) == pytest.approx(P_TWO_SEEDS, rel=1e-5) and table[1]["p"] == ""
+
+
+def test_a_baseline_is_matched_on_its_axes_and_the_row_keeps_its_others():
+    spec = _spec(baseline="A", lrs="[0.1, 0.3]")
+    rows = [_row("A", 0.1, [0, 2]), _row("A", 0.3, [10, 12]), _row("B", 0.1, [4, 6]), _row("B", 0.3, [14, 16]),
+            _row("C", 0.1, [0, 2]), _row("C", 0.3, [0, 2])]
+    ps = p_values(spec, rows)
+    assert math.isnan(ps[0]) and math.isnan(ps[1])  # the baselines themselves
+    assert ps[2] == pytest.approx(P_TWO_SEEDS) and ps[3] == pytest.approx(P_TWO_SEEDS)  # B vs A at its own lr
+    assert ps[4] == pytest.approx(1.0)  # C = A at lr 0.1
+    # C at 0.3 against A at 0.3: means 1 and 11, variances 2 and 2, t = 10 / sqrt(2) = 5·sqrt(2), df 2
+    assert ps[5] == pytest.approx(1 - math.sqrt(50 / 52))
+    assert "against the baseline variant=A with the row's other settings" in markdown(spec, rows)
+
+
+@pytest.mark.parametrize("baseline, message", [
+    ({"varient": "A"}, "[sweep] baseline names 'varient', which is not swept; did you mean 'variant'?"),
+    ({"variant": "D"}, "[sweep] baseline variant = 'D' is not one of its values (A, B, C)"),
+    ({"variant": ["A", "B"]}, "[sweep] baseline variant must be one value"),
+    ("A", "[sweep] baseline must be a table of axis = value"),
+])
+def test_a_bad_baseline_is_one_error_naming_it(baseline, message):
+    data = {"base": {"dataset": "digits"}, "sweep": {"baseline": baseline},
+            "grid": {"variant": {"A": {"decor": "none"}, "B": {"decor": "whiten"}, "C": {"decor": "centre"}}}}
+    with pytest.raises(ConfigError) as e:
+        parse_sweep(data)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_baseline_dropped_by_an_exclude_is_an_error():
+    data = {"base": {"dataset": "digits"}, "sweep": {"baseline": {"variant": "A"}}, "exclude": [{"variant": "A"}],
+            "grid": {"variant": {"A": {"decor": "none"}, "B": {"decor": "whiten"}}}}
+    with pytest.raises(ConfigError, match="matches no setting"):
+        parse_sweep(data)

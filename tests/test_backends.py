@@ -179,3 +179,23 @@ def test_float_resume_reads_the_optimizer_state_of_a_checkpoint_from_before_the_
         for k in saved:
             torch.testing.assert_close(restored[k]["exp_avg"], saved[k]["exp_avg"], rtol=0, atol=0)
         ckpt.save_checkpoint(path, fresh._state(1))
+
+
+@pytest.mark.parametrize("backend", ["float", "analog"])
+def test_fixed_point_decorrelator_state_round_trips_through_either_backend(backend) -> None:
+    """The fixed-point unit's integer state (R_int, mu_int, lfsr), its scale and samples_seen are part of the
+    backend's network_state, so a resumed fixed run continues the same unit on float and analog weights alike."""
+    kw = {"backend": backend, "rule": "np", "decor_numerics": "fixed"}
+    if backend == "analog":
+        kw["preset"] = "EcRamPreset"
+    _, net, be, rule = _setup(**kw)
+    rule.step(net, *_batch())
+    state = be.network_state(net)
+    for key in ("R_int", "mu_int", "lfsr", "scale", "samples_seen"):
+        assert f"0.decor.{key}" in state and f"1.decor.{key}" in state
+    assert int(state["0.decor.samples_seen"][0]) > 0 and float(state["0.decor.scale"][0]) != 0.0
+    _, fresh, be2, _ = _setup(**kw)
+    be2.load_network_state(fresh, state)
+    for (_, a), (_, b) in zip(net.decorrelators, fresh.decorrelators, strict=True):
+        for key in ("R_int", "mu_int", "lfsr", "scale", "samples_seen", "R"):
+            assert torch.equal(getattr(a, key), getattr(b, key)), key

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from .backends.base import Backend, make_backend
 from .config import RunConfig
 from .data import Dataset, batches, check_batch, load_dataset
 from .errors import ConfigError, DataError, DivergenceError
@@ -39,7 +39,11 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
 
 
 class Trainer:
-    """Owns one run: data, network, backend, rule; ``run()`` trains to ``cfg.epochs`` and returns the results."""
+    """Owns one run: data, network, backend, rule; ``run()`` trains to ``cfg.epochs`` and returns the results.
+
+    Everything that depends on where the weights live (tiles or parameters: optimizer, updater, lr, probes,
+    checkpointed network state, end-of-run evaluation) goes through ``self.backend``; the loop never asks which
+    backend it has."""
 
     def __init__(self, cfg: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> None:
         self.cfg = cfg
@@ -63,36 +67,11 @@ class Trainer:
             from .cosim import record
 
             record.attach(self.net, cfg.cosim_record)
-        self.analog = cfg.backend == "analog"
-        self.optimizer = None
-        if self.analog:
-            from .backends import analog
-
-            analog.check_simulator()
-            self.rpu_config = analog.make_rpu_config(cfg.preset, dict(cfg.device), dict(cfg.io))
-            _check_rule_fits_device(cfg, self.rpu_config)
-            self.net = analog.to_analog(self.net, self.rpu_config)
-            if cfg.rule == "bp":
-                from aihwkit.optim import AnalogSGD
-
-                # AnalogSGD's weight_decay reaches only digital parameters (the bias), never the tile weights,
-                # so BP decays tiles and bias through the same pulsed decay as NP/FA, after every step.
-                self.optimizer = AnalogSGD(self.net.parameters(), lr=cfg.lr, weight_decay=0.0)
-                self.optimizer.regroup_param_groups(self.net)
-            self.updater = analog.PulsedUpdater(cfg.lr, weight_decay=cfg.weight_decay)
-            if cfg.rule == "bp" and cfg.weight_decay:
-                self.optimizer.register_step_post_hook(lambda *_: self._pulsed_decay())
-            if cfg.rule == "np":
-                warning = analog.check_sigma(cfg.sigma, self.rpu_config)
-                if warning:
-                    warnings.warn(warning, stacklevel=2)
-        else:
-            from .backends.float import GradientUpdater, make_optimizer
-
-            self.optimizer = make_optimizer(cfg, self.net.parameters())
-            self.updater = GradientUpdater(self.optimizer)
+        self.backend: Backend = make_backend(cfg)
+        self.net = self.backend.prepare(self.net)
         self.rule: Rule = make_rule(
-            cfg.rule, self.net, optimizer=self.optimizer, updater=self.updater, sigma=cfg.sigma, seed=cfg.seed
+            cfg.rule, self.net, optimizer=self.backend.optimizer, updater=self.backend.updater, sigma=cfg.sigma,
+            seed=cfg.seed,
         )
         self.results = Results(config=cfg.to_dict(), versions=versions())
         if self.fixed:
@@ -100,22 +79,17 @@ class Trainer:
         self.start_epoch = 0
         self._sigma_checked = False
 
-    def _pulsed_decay(self) -> None:
-        for layer in self.net.layers:
-            self.updater.decay(layer)
-
     # ----------------------------------------------------------------- state
     def _state(self, epoch: int) -> dict:
         state = {
             "epoch": epoch,
             "fingerprint": self.cfg.fingerprint(),
-            "model": _network_state(self.net),
+            "model": self.backend.network_state(self.net),
+            "backend": self.backend.state_dict(),
             "rule": self.rule.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "epochs": self.results.epochs,
         }
-        if self.optimizer is not None and not self.analog:
-            state["optimizer"] = self.optimizer.state_dict()
         if isinstance(self.rule, NodePerturbation):
             state["np_rng"] = self.rule.generator.get_state()
         return state
@@ -123,11 +97,11 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``out/checkpoint.pt`` (ConfigError if it came from a different configuration)."""
         state = ckpt.load_checkpoint(self.out / CHECKPOINT_NAME, self.cfg.fingerprint())
-        _load_network_state(self.net, state["model"])
+        self.backend.load_network_state(self.net, state["model"])
+        # checkpoints written before the backend protocol kept the float optimizer's state at the top level
+        self.backend.load_state_dict(state.get("backend", {k: v for k, v in state.items() if k == "optimizer"}))
         self.rule.load_state_dict(state["rule"])
         torch.set_rng_state(state["torch_rng"])
-        if "optimizer" in state and self.optimizer is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
         if "np_rng" in state and isinstance(self.rule, NodePerturbation):
             self.rule.generator.set_state(state["np_rng"])
         self.results.epochs = list(state["epochs"])
@@ -142,11 +116,7 @@ class Trainer:
     # ----------------------------------------------------------------- loop
     def _set_lr(self, epoch: int) -> float:
         lr = self.cfg.lr * lr_factor(self.cfg.lr_schedule, epoch, self.cfg.epochs)
-        if self.optimizer is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-        if hasattr(self.updater, "set_lr"):
-            self.updater.set_lr(lr)
+        self.backend.set_lr(lr)
         return lr
 
     def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
@@ -166,7 +136,7 @@ class Trainer:
                     f"{self.cfg.decor_lr / 10:g} or scale_free = true. The last good checkpoint is kept."
                 )
         for i, layer in enumerate(self.net.layers):
-            if not torch.isfinite(_layer_weight(layer)).all():
+            if not torch.isfinite(self.backend.layer_weight(layer)).all():
                 raise DivergenceError(
                     f"layer {i}'s weights became NaN/Inf at {where}: the learning rate {self.cfg.lr:g} is too "
                     f"high; try --lr {self.cfg.lr / 10:g}. The last good checkpoint is kept."
@@ -240,12 +210,11 @@ class Trainer:
             for step, (xb, yb) in enumerate(bar):
                 if torch.isnan(xb).any() or torch.isinf(xb).any():
                     check_batch(xb, self.data.n_features)
-                fidelity = self.analog and cfg.rule != "bp" and step < cfg.fidelity_steps
-                if fidelity:
-                    self.updater.start_fidelity()
+                probe = self.backend.start_probe(step)
                 loss, _ = self.rule.step(self.net, xb, yb)
-                if fidelity:
-                    extra.setdefault("update_cosine", []).extend(self.updater.stop_fidelity())
+                if probe is not None:
+                    for key, values in probe().items():
+                        extra.setdefault(key, []).extend(values)
                 self._check_finite(loss, epoch, step)
                 self._np_resolution_check()
                 running += float(loss) * xb.shape[0]
@@ -254,9 +223,9 @@ class Trainer:
             seconds = time.perf_counter() - t0
             self._diagnose(f"the end of epoch {epoch + 1}")
             row = self._epoch_figures(epoch, lr, running / max(seen, 1), seconds)
-            if "update_cosine" in extra:
-                cos = [c for c in extra["update_cosine"] if math.isfinite(c)]
-                row["update_cosine"] = sum(cos) / len(cos) if cos else float("nan")
+            for key, values in extra.items():  # the epoch's mean of each probe's finite measurements
+                finite = [v for v in values if math.isfinite(v)]
+                row[key] = sum(finite) / len(finite) if finite else float("nan")
             if self.fixed:
                 from .cosim import record
 
@@ -281,8 +250,10 @@ class Trainer:
             self.log(msg)
             if stop_when is not None and stop_when():
                 break
-        if self.analog and cfg.drift_times:
-            self._drift()
+        evaluations = self.backend.end_of_run(self.net, lambda m: evaluate(m, d.x_test, d.y_test)[1], self.log)
+        if evaluations:
+            self.results.extra.update(evaluations)
+            self.results.save(self.out / RESULTS_NAME)
         return self.results.to_dict()
 
     def _corr_matrices(self, limit: int = 64) -> list[dict]:
@@ -297,28 +268,6 @@ class Trainer:
             )
         return out
 
-    def _drift(self) -> None:
-        from .backends import analog
-
-        d = self.data
-        rows = []
-        for comp in (True, False):
-            if comp and not self.cfg.drift_compensation:
-                continue
-            rows += analog.drift_evaluation(
-                self.net,
-                lambda m: evaluate(m, d.x_test, d.y_test)[1],
-                times=tuple(self.cfg.drift_times),
-                compensation=comp,
-                seed=self.cfg.seed,
-            )
-        self.results.extra["drift"] = rows
-        self.results.save(self.out / RESULTS_NAME)
-        for r in rows:
-            self.log(
-                f"drift t={r['t_seconds']:>10g}s  compensated={r['compensated']!s:5}  test acc {r['acc']:.3f}"
-            )
-
 
 def _cosim_section(cfg: RunConfig, net: Network) -> dict:
     """results.json "cosim": the unit plan (where the format came from, whether the shift was derived from
@@ -332,94 +281,8 @@ def _cosim_section(cfg: RunConfig, net: Network) -> dict:
     }
 
 
-def _check_rule_fits_device(cfg: RunConfig, rpu_config) -> None:
-    """Local rules (np, fa, dfa) need tiles that learn by their own pulsed update; an inference (hardware-aware
-    training) configuration only reads noisily and keeps a digital weight copy, so only bp may use it."""
-    from aihwkit.simulator.configs import InferenceRPUConfig
-
-    if cfg.rule != "bp" and isinstance(rpu_config, InferenceRPUConfig):
-        raise ConfigError(
-            f"preset {cfg.preset!r} is an inference (hardware-aware training) configuration: its weights are "
-            f"trained digitally and only read through noisy tiles, so rule {cfg.rule!r}, which updates the "
-            "crossbar by pulses, cannot run on it; pick a training preset (see 'analogdecorr presets') or --rule bp."
-        )
-
-
 def _fmt(values: list[float]) -> str:
     return "[" + " ".join(f"{v:.3f}" for v in values) + "]"
-
-
-def _layer_weight(layer) -> torch.Tensor:
-    lin = layer.linear
-    if hasattr(lin, "weight") and isinstance(lin.weight, torch.Tensor):
-        return lin.weight
-    return lin.get_weights()[0]
-
-
-def _network_state(net: Network) -> dict:
-    """Plain tensors only (weights_only-loadable): float layers' state_dict; analog tiles' read-out weights."""
-    state = {}
-    for i, layer in enumerate(net.layers):
-        if layer.decor is not None:
-            for k, v in layer.decor.state_dict().items():
-                state[f"{i}.decor.{k}"] = v
-        lin = layer.linear
-        if isinstance(getattr(lin, "weight", None), torch.Tensor) and not hasattr(lin, "get_weights"):
-            for k, v in lin.state_dict().items():
-                state[f"{i}.linear.{k}"] = v
-        else:
-            w, b = lin.get_weights()
-            state[f"{i}.linear.weight"] = w
-            if b is not None:
-                state[f"{i}.linear.bias"] = b
-            state.update(_device_state(i, lin))
-    return state
-
-
-def _device_state(i: int, lin) -> dict:
-    """Every tile's hidden device parameters (per-device bounds, step sizes, slopes: the device-to-device
-    variation drawn when the tile was built), so a resumed run continues on the same simulated devices."""
-    from .backends.analog import tile_blocks
-
-    state = {}
-    for j, (tile, _, _) in enumerate(tile_blocks(lin)):
-        if hasattr(tile, "get_hidden_parameters"):
-            for name, value in tile.get_hidden_parameters().items():
-                state[f"{i}.linear.tile{j}.{name}"] = value.detach().clone()
-    return state
-
-
-def _load_device_state(i: int, lin, state: dict) -> None:
-    """Write the saved hidden device parameters back into layer ``i``'s tiles (ConfigError on another device)."""
-    from .backends.analog import tile_blocks  # imports aihwkit: only analog runs get here
-
-    for j, (tile, _, _) in enumerate(tile_blocks(lin)):
-        prefix = f"{i}.linear.tile{j}."
-        saved = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
-        if saved and hasattr(tile, "set_hidden_parameters"):
-            names = list(tile.get_hidden_parameters())
-            if list(saved) != names:
-                raise ConfigError(
-                    f"checkpoint layer {i} tile {j} holds device parameters {list(saved)} but this device has "
-                    f"{names}; resume with the same preset/device settings or start a new run."
-                )
-            tile.set_hidden_parameters(saved)
-
-
-def _load_network_state(net: Network, state: dict) -> None:
-    for i, layer in enumerate(net.layers):
-        if layer.decor is not None:
-            layer.decor.load_state_dict(
-                {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"{i}.decor.")}
-            )
-        lin = layer.linear
-        if hasattr(lin, "get_weights"):
-            _load_device_state(i, lin, state)  # bounds first, so the weights are written within them
-            lin.set_weights(state[f"{i}.linear.weight"], state.get(f"{i}.linear.bias"))
-        else:
-            lin.load_state_dict(
-                {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"{i}.linear.")}
-            )
 
 
 def train(

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .analog import PulsedUpdater, check_simulator, tile_blocks, to_analog
-from .base import decor_state, load_decor_state
+from .decor_state import decor_state, load_decor_state
 from .drift import drift_evaluation
 from .presets import AnalogSGD, InferenceRPUConfig, check_sigma, make_rpu_config
 

@@ -81,20 +81,3 @@ def make_backend(cfg: Any) -> Backend:
     from .float import FloatBackend
 
     return FloatBackend(cfg)
-
-
-def decor_state(net: Network) -> dict[str, Tensor]:
-    """Every decorrelator's buffers under ``{layer}.decor.{name}`` (the same on every backend)."""
-    state = {}
-    for i, layer in enumerate(net.layers):
-        if layer.decor is not None:
-            for k, v in layer.decor.state_dict().items():
-                state[f"{i}.decor.{k}"] = v
-    return state
-
-
-def load_decor_state(net: Network, state: dict[str, Tensor]) -> None:
-    for i, layer in enumerate(net.layers):
-        if layer.decor is not None:
-            prefix = f"{i}.decor."
-            layer.decor.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

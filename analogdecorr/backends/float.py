@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..models import Layer
-from .base import decor_state, load_decor_state
+from .decor_state import decor_state, load_decor_state
 
 
 class GradientUpdater:

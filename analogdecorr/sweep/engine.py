@@ -23,12 +23,8 @@ from typing import Any
 import tomli_w
 
 from ..errors import ConfigError
-from .spec import SweepSpec, Trial
+from .spec import CHECKPOINT, DIVERGED, RESULTS, TRIAL_FILE, SweepSpec, Trial
 
-RESULTS = "results.json"
-CHECKPOINT = "checkpoint.pt"
-DIVERGED = "diverged.json"
-TRIAL_FILE = "trial.json"
 CONFIG_FILE = "config.toml"
 
 

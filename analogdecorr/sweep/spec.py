@@ -51,6 +51,12 @@ from typing import Any
 from ..config import RunConfig, load_toml, resolve
 from ..errors import ConfigError
 
+# Files in a trial's run folder (the engine writes them, the summary reads them).
+RESULTS = "results.json"
+CHECKPOINT = "checkpoint.pt"
+DIVERGED = "diverged.json"
+TRIAL_FILE = "trial.json"
+
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 TABLES = ("sweep", "base", "grid", "sample", "exclude")
 SWEEP_KEYS = ("seeds", "metric", "select", "plot", "out", "name", "baseline", "title")

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..results import atomic_write, run_summary
-from .engine import DIVERGED, RESULTS
-from .spec import SweepSpec, Trial
+from .spec import DIVERGED, RESULTS, SweepSpec, Trial
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Choosing from a fixed set of names: the one place that turns a misspelt name into an error naming the
-closest valid one."""
+closest valid one and the choices."""
 
 from __future__ import annotations
 
@@ -9,18 +9,35 @@ from typing import Any
 
 from .errors import ConfigError
 
+#: How alike (difflib ratio) a valid name must be to be suggested: 'nq' -> 'np' (0.5) is, 'xyzzy' -> 'lr' is not.
+CUTOFF = 0.5
 
-def closest_hint(name: str, valid: Iterable[str]) -> str:
+
+def closest(name: object, valid: Iterable[str], cutoff: float = CUTOFF) -> str | None:
+    """The valid name most like ``name``, or None if none is alike enough."""
+    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def closest_hint(name: object, valid: Iterable[str], cutoff: float = CUTOFF) -> str:
     """`` (did you mean 'x'?)`` for the closest valid name, or an empty string."""
-    close = difflib.get_close_matches(str(name), list(valid), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = closest(name, valid, cutoff)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
-def check_choice(name: str, valid: Iterable[str], what: str) -> str:
-    """``name`` if it is one of ``valid``, else ConfigError naming ``what``, the closest name and all choices."""
+def choice_message(name: object, valid: Iterable[str], what: str, where: str = "", cutoff: float = CUTOFF) -> str:
+    """``unknown <what> 'name'<where> (did you mean 'x'?); choose from a, b, c``: for callers that add context."""
+    valid = tuple(valid)
+    return f"unknown {what} '{name}'{where}{closest_hint(name, valid, cutoff)}; choose from {', '.join(valid)}"
+
+
+def check_choice(name: Any, valid: Iterable[str], what: str, *, where: str = "",
+                 error: type[Exception] = ConfigError, cutoff: float = CUTOFF) -> str:
+    """``name`` if it is one of ``valid``, else ``error`` (ConfigError; FormatError for hardware formats)
+    naming ``what``, the closest name and all choices."""
     valid = tuple(valid)
     if name not in valid:
-        raise ConfigError(f"unknown {what} '{name}'{closest_hint(name, valid)}; choose from {', '.join(valid)}")
+        raise error(choice_message(name, valid, what, where, cutoff))
     return name
 
 

@@ -10,16 +10,17 @@ Column convention of SPEC §2 (z = R x̃) and the row convention used here (z = 
 
 from __future__ import annotations
 
-import difflib
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from analogdecorr.choices import check_choice
 from analogdecorr.errors import ConfigError, DataError, DivergenceError
 
-RULES = ("scaled", "offdiag", "whiten", "kappa")
+#: The decorrelation rules (SPEC §2); the learning rules that train the weights are rules.RULES.
+DECOR_RULES = ("scaled", "offdiag", "whiten", "kappa")
 # Not a decorrelation rule: centring only (R stays the identity). The baseline that separates what demeaning each
 # layer's input does from what decorrelating it does (measured: most of NP's rescue at small decor lr is centring).
 CENTRE = "centre"
@@ -28,10 +29,7 @@ _NORM_EPS = 1e-8  # the ε in s = ⟨‖x‖ / (‖z‖ + ε)⟩ of the `scaled`
 
 
 def _check_rule(rule: str) -> None:
-    if rule not in RULES:
-        close = difflib.get_close_matches(str(rule), RULES, n=1, cutoff=0.0)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown decorrelation rule {rule!r}; choose one of {', '.join(RULES)}.{hint}")
+    check_choice(rule, DECOR_RULES, "decorrelation rule")
 
 
 def _check_positive_lr(lr: float) -> None:

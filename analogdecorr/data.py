@@ -11,7 +11,6 @@ from a user-given ``data_dir``.
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import hashlib
 import io
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .choices import check_choice
 from .errors import ConfigError, DataError
 
 DATASETS = ("digits", "mnist1d", "correlated", "mnist", "fashion_mnist", "cifar10")
@@ -114,10 +114,7 @@ def load_dataset(
     `n_features` apply to correlated only. `flatten=False` returns images as (N, C, H, W) for
     digits/mnist/fashion_mnist/cifar10; vector datasets are always (N, d).
     """
-    if not isinstance(name, str) or name not in DATASETS:
-        close = difflib.get_close_matches(str(name), DATASETS, n=1, cutoff=0.0)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown dataset {name!r}{hint} Valid datasets: {', '.join(DATASETS)}")
+    check_choice(name, DATASETS, "dataset")
     seed = _check_int("seed", seed, minimum=0)
     val_frac = check_val_frac(val_frac)
     if name in ("digits", "correlated", "mnist1d"):

@@ -287,7 +287,7 @@ def test_format_derived_numbers_and_roundtrip() -> None:
     data = json.loads(json.dumps(fmt.to_dict()))
     assert UnitFormat.from_dict(data) == fmt
     assert UnitFormat(**BASE, rounding="trunc").view_rounding == "trunc"
-    with pytest.raises(FormatError, match="'shift'"):
+    with pytest.raises(FormatError, match=r"unknown format field 'shfit' \(did you mean 'shift'\?\); choose from size"):
         UnitFormat.from_dict({**BASE, "shfit": 3})
     with pytest.raises(FormatError, match="incomplete"):
         UnitFormat.from_dict({"size": 4})
@@ -306,7 +306,7 @@ def test_format_derived_numbers_and_roundtrip() -> None:
         (dict(r_width=22, r_frac=20), "integer bits.*r_width >= 24"),
         (dict(shift=-1), "shift=-1"),
         (dict(shift=21), "underflow.*shift <= 20"),
-        (dict(rounding="half_evn"), "did you mean 'half_even'"),
+        (dict(rounding="half_evn"), "did you mean 'half_even'.*choose from trunc, half_up, half_even, stochastic"),
         (dict(rounding="stochastc"), "did you mean 'stochastic'"),
         (dict(lfsr_seed=0), "seed 0 locks"),
         (dict(lfsr_seed=1 << 32), "lfsr_seed"),

@@ -7,7 +7,6 @@ and on numpy int64 arrays alike (the model uses arrays, the RTL tests often use 
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import operator
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..choices import check_choice
 from ..errors import ConfigError, DataError, FormatError
 
 ROUNDING_MODES = ("trunc", "half_up", "half_even", "stochastic")
@@ -31,19 +31,9 @@ MAX_INTERMEDIATE_BITS = 62
 IntLike = TypeVar("IntLike", int, np.integer, np.ndarray)
 
 
-def _closest(name: object, choices: tuple[str, ...]) -> str:
-    match = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.0)
-    return match[0] if match else choices[0]
-
-
 def check_mode(mode: str, choices: tuple[str, ...] = ROUNDING_MODES) -> str:
     """Return ``mode`` if it is one of ``choices``; otherwise FormatError naming the closest valid mode."""
-    if mode not in choices:
-        raise FormatError(
-            f"unknown rounding mode {mode!r}: did you mean {_closest(mode, choices)!r}? "
-            f"(valid: {', '.join(choices)})"
-        )
-    return mode
+    return check_choice(mode, choices, "rounding mode", error=FormatError)
 
 
 def check_rule(rule: object) -> str:
@@ -53,12 +43,7 @@ def check_rule(rule: object) -> str:
             "rule='kappa' is not available on the unit: its diag(<z^2> - 1) R term needs a 4th product per "
             "element, and the datapath has 3 multiplies per element; use 'offdiag' or 'whiten'"
         )
-    if rule not in UNIT_RULES:
-        raise FormatError(
-            f"unknown unit rule {rule!r}: did you mean {_closest(rule, UNIT_RULES)!r}? "
-            f"(valid: {', '.join(UNIT_RULES)})"
-        )
-    return str(rule)
+    return str(check_choice(rule, UNIT_RULES, "unit rule", error=FormatError))
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -573,8 +558,7 @@ class UnitFormat:
                 )
         names = tuple(f.name for f in fields(cls))
         for key in values:
-            if key not in names:
-                raise FormatError(f"unknown format field {key!r}: did you mean {_closest(key, names)!r}?")
+            check_choice(key, names, "format field", error=FormatError)
         if "lfsr_taps" in values:
             values["lfsr_taps"] = tuple(values["lfsr_taps"])
         try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 import math
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .choices import check_choice, choice_message
 from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -323,7 +323,7 @@ def resolve(file_values: Mapping[str, Any] | None, overrides: Mapping[str, Any] 
         for raw_key, value in values.items():
             key = str(raw_key).replace("-", "_")
             if key not in _FIELD_NAMES:
-                raise ConfigError(_unknown_key_message(str(raw_key), source))
+                raise ConfigError(choice_message(raw_key, _FIELD_NAMES, "config key", f" in the {source}"))
             if value is None:
                 continue  # not given: keep the lower-precedence value
             merged[key] = value
@@ -339,18 +339,6 @@ def resolve(file_values: Mapping[str, Any] | None, overrides: Mapping[str, Any] 
 def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Convenience: :func:`resolve` of the TOML file at ``path`` (none if None) with ``overrides``."""
     return resolve(load_toml(path) if path is not None else {}, overrides)
-
-
-def _unknown_key_message(key: str, source: str) -> str:
-    close = difflib.get_close_matches(key.replace("-", "_"), _FIELD_NAMES, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(_FIELD_NAMES)}"
-    return f"unknown config key {key!r} in the {source}; {hint}"
-
-
-def _choice_message(key: str, value: Any, choices: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.0)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"unknown {key} {value!r}; choose one of {', '.join(choices)}.{hint}"
 
 
 # --------------------------------------------------------------------------------------------- coercion
@@ -534,9 +522,7 @@ assert set(_COERCE) == set(_FIELD_NAMES) == set(FIELD_HELP), "every field needs 
 def validate(cfg: RunConfig) -> None:
     """Raise ConfigError for the first invalid value in ``cfg`` (message: key, value, allowed range, fix)."""
     for key, choices in CHOICES.items():
-        value = getattr(cfg, key)
-        if value not in choices:
-            raise ConfigError(_choice_message(key, value, choices))
+        check_choice(getattr(cfg, key), choices, key)
 
     def positive(key: str, example: str) -> None:
         v = getattr(cfg, key)

@@ -163,7 +163,7 @@ def test_unknown_key_without_close_match_lists_valid_keys():
 )
 def test_unknown_choice_names_value_and_closest(key, bad, closest):
     msg = _error(overrides={key: bad})
-    assert f"unknown {key} {bad!r}" in msg and f"Did you mean {closest!r}" in msg
+    assert f"unknown {key} {bad!r}" in msg and f"(did you mean {closest!r}?)" in msg
     for valid in config.CHOICES[key]:
         assert valid in msg
 

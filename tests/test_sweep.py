@@ -166,11 +166,14 @@ def _sweep_file(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("edit,message", [
-    (("lr = 1e-3\n", "lrr = 1e-3\n"), "unknown config key 'lrr' in \\[base\\]; did you mean 'lr'"),
-    (("decor = [", "decorr = ["), "unknown config key 'decorr' in \\[grid\\]; did you mean 'decor'"),
-    (("metric = ", "metrik = "), "unknown key in \\[sweep\\] 'metrik'; did you mean 'metric'"),
-    (("[grid]", "[gird]"), "unknown table 'gird'; did you mean 'grid'"),
-    (("metric = \"val_acc\"", "metric = \"val_accuracy\""), "metric = 'val_accuracy' is not one of .*val_acc"),
+    (("lr = 1e-3\n", "lrr = 1e-3\n"),
+     r"unknown config key 'lrr' in \[base\] \(did you mean 'lr'\?\); choose from .*batch_size"),
+    (("decor = [", "decorr = ["), r"unknown config key 'decorr' in \[grid\] \(did you mean 'decor'\?\)"),
+    (("metric = ", "metrik = "),
+     r"unknown key 'metrik' in \[sweep\] \(did you mean 'metric'\?\); choose from .*seeds"),
+    (("[grid]", "[gird]"), r"unknown table 'gird' \(did you mean 'grid'\?\)"),
+    (("metric = \"val_acc\"", "metric = \"val_accuracy\""),
+     r"unknown metric 'val_accuracy' in \[sweep\] \(did you mean 'val_acc'\?\); choose from .*test_acc"),
 ])
 def test_unknown_keys_name_the_closest_valid_one(tmp_path, capsys, edit, message):
     path = _sweep_file(tmp_path, TINY.replace(*edit))

@@ -76,7 +76,8 @@ def test_a_baseline_is_matched_on_its_axes_and_the_row_keeps_its_others():
 
 
 @pytest.mark.parametrize("baseline, message", [
-    ({"varient": "A"}, "[sweep] baseline names 'varient', which is not swept; did you mean 'variant'?"),
+    ({"varient": "A"},
+     "[sweep] baseline names 'varient', which is not swept (did you mean 'variant'?); choose from variant"),
     ({"variant": "D"}, "[sweep] baseline variant = 'D' is not one of its values (A, B, C)"),
     ({"variant": ["A", "B"]}, "[sweep] baseline variant must be one value"),
     ("A", "[sweep] baseline must be a table of axis = value"),

@@ -37,7 +37,6 @@ Format (TOML; every table but [base] optional)::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import itertools
 import json
@@ -48,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..choices import choice_message, closest_hint
 from ..config import RunConfig, load_toml, resolve
 from ..errors import ConfigError
 
@@ -179,7 +179,7 @@ def parse_sweep(data: Mapping[str, Any], source: str = "the sweep file") -> Swee
     """A SweepSpec from the parsed TOML ``data`` (see :func:`load_sweep`)."""
     _check_keys(data, TABLES, source, "table")
     sweep = _table(data, "sweep", source)
-    _check_keys(sweep, SWEEP_KEYS, source, "key in [sweep]")
+    _check_keys(sweep, SWEEP_KEYS, source, "key", " in [sweep]")
     base = dict(_table(data, "base", source))
     _check_run_keys(base, source, "[base]")
     grid = _table(data, "grid", source)
@@ -239,7 +239,8 @@ def parse_sweep(data: Mapping[str, Any], source: str = "the sweep file") -> Swee
     plot = sweep.get("plot")
     if plot is not None:
         if plot not in names:
-            raise ConfigError(f"{source}: [sweep] plot = {plot!r} is not a swept axis{_closest(str(plot), names)}")
+            raise ConfigError(f"{source}: [sweep] plot = {plot!r} is not a swept axis{closest_hint(plot, names)}; "
+                              f"choose from {', '.join(names)}")
         spec.plot = str(plot)
     return spec
 
@@ -264,15 +265,10 @@ def override_base(data: dict[str, Any], items: Sequence[str], source: str = "--s
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _closest(name: str, valid: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
-
-
-def _check_keys(table: Mapping[str, Any], valid: Sequence[str], source: str, what: str) -> None:
+def _check_keys(table: Mapping[str, Any], valid: Sequence[str], source: str, what: str, where: str = "") -> None:
     for key in table:
         if key not in valid:
-            raise ConfigError(f"{source}: unknown {what} {key!r}{_closest(str(key), valid)}")
+            raise ConfigError(f"{source}: {choice_message(key, valid, what, where)}")
 
 
 def _check_run_keys(table: Mapping[str, Any], source: str, where: str) -> None:
@@ -281,7 +277,7 @@ def _check_run_keys(table: Mapping[str, Any], source: str, where: str) -> None:
         if key in RESERVED:
             raise ConfigError(f"{source}: {where} sets {key!r}, which the sweep sets itself; {RESERVED[key]}")
         if key not in RUN_KEYS:
-            raise ConfigError(f"{source}: unknown config key {raw!r} in {where}{_closest(key, RUN_KEYS)}")
+            raise ConfigError(f"{source}: {choice_message(raw, RUN_KEYS, 'config key', f' in {where}')}")
 
 
 def _table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
@@ -306,8 +302,7 @@ def _label(value: Any) -> str:
 
 def _choice(value: Any, valid: Sequence[str], key: str, source: str) -> str:
     if value not in valid:
-        raise ConfigError(f"{source}: [sweep] {key} = {value!r} is not one of {', '.join(valid)}"
-                          f"{_closest(str(value), valid) if isinstance(value, str) else ''}")
+        raise ConfigError(f"{source}: {choice_message(value, valid, key, ' in [sweep]')}")
     return str(value)
 
 
@@ -387,13 +382,13 @@ def _excludes(raw: Any, axes: Mapping[str, list], source: str,
         for axis, values in rule.items():
             if axis not in axes:
                 raise ConfigError(f"{source}: {what} names {axis!r}, which is not swept"
-                                  f"{_closest(str(axis), list(axes))}")
+                                  f"{closest_hint(axis, axes)}; choose from {', '.join(axes)}")
             values = values if isinstance(values, list) else [values]
             labels = [label for label, _ in axes[axis]]
             for v in values:
                 if _label(v) not in labels:
                     raise ConfigError(f"{source}: {what} {axis} = {v!r} is not one of its values "
-                                      f"({', '.join(labels)}){_closest(_label(v), labels)}")
+                                      f"({', '.join(labels)}){closest_hint(_label(v), labels)}")
             cleaned[axis] = [_label(v) for v in values]
         out.append(cleaned)
     return out

@@ -25,19 +25,24 @@ def closest_hint(name: object, valid: Iterable[str], cutoff: float = CUTOFF) -> 
     return f" (did you mean '{close}'?)" if close else ""
 
 
-def choice_message(name: object, valid: Iterable[str], what: str, where: str = "", cutoff: float = CUTOFF) -> str:
-    """``unknown <what> 'name'<where> (did you mean 'x'?); choose from a, b, c``: for callers that add context."""
+def choice_message(name: object, valid: Iterable[str], what: str, where: str = "", cutoff: float = CUTOFF,
+                   listing: str | None = None) -> str:
+    """``unknown <what> 'name'<where> (did you mean 'x'?); choose from a, b, c``: for callers that add context.
+
+    ``listing`` replaces ``choose from ...`` where the list is too long for one line (e.g. a command that
+    prints it)."""
     valid = tuple(valid)
-    return f"unknown {what} '{name}'{where}{closest_hint(name, valid, cutoff)}; choose from {', '.join(valid)}"
+    listing = listing or f"choose from {', '.join(valid)}"
+    return f"unknown {what} '{name}'{where}{closest_hint(name, valid, cutoff)}; {listing}"
 
 
 def check_choice(name: Any, valid: Iterable[str], what: str, *, where: str = "",
-                 error: type[Exception] = ConfigError, cutoff: float = CUTOFF) -> str:
+                 error: type[Exception] = ConfigError, cutoff: float = CUTOFF, listing: str | None = None) -> str:
     """``name`` if it is one of ``valid``, else ``error`` (ConfigError; FormatError for hardware formats)
     naming ``what``, the closest name and all choices."""
     valid = tuple(valid)
     if name not in valid:
-        raise error(choice_message(name, valid, what, where, cutoff))
+        raise error(choice_message(name, valid, what, where, cutoff, listing))
     return name
 
 

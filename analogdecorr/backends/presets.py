@@ -8,7 +8,6 @@ ImportError, so the CLI prints one clear line.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import re
 from enum import Enum
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 
+from analogdecorr.choices import check_choice, choice_message
 from analogdecorr.errors import ConfigError, EnvironmentMismatchError
 
 SUPPORTED_PAIR = "aihwkit 1.1.0 with torch 2.10.x"
@@ -139,11 +139,6 @@ def _device_types() -> dict[str, type]:
     return out
 
 
-def _close(name: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(name, options, n=5, cutoff=0.5)
-    return ", ".join(close) if close else "none close"
-
-
 def _field_names(obj: Any) -> list[str]:
     return [f.name for f in dataclasses.fields(obj)]
 
@@ -170,13 +165,10 @@ def _coerce(current: Any, value: Any, key: str, owner: str) -> Any:
 
 
 def _set_fields(obj: Any, values: dict, owner: str, what: str) -> None:
-    """Set dataclass fields on obj, ConfigError naming the unknown key and the close valid names."""
+    """Set dataclass fields on obj, ConfigError naming the unknown key, the closest valid name and all."""
     names = _field_names(obj)
     for key, value in values.items():
-        if key not in names:
-            raise ConfigError(
-                f"{what} '{key}' does not exist on {type(obj).__name__}; close names: {_close(key, names)}"
-            )
+        check_choice(key, names, what, where=f" on {type(obj).__name__}")
         setattr(obj, key, _coerce(getattr(obj, key), value, key, owner))
 
 
@@ -199,11 +191,9 @@ def _override_device(device: Any, values: dict) -> None:
         holders = [s for s in subs if key in _field_names(s)]
         if not holders:
             valid = sorted(names.union(*(_field_names(s) for s in subs)))
-            raise ConfigError(
-                f"device parameter '{key}' does not exist on {type(device).__name__}"
-                + (f" or its sub-devices ({', '.join(type(s).__name__ for s in subs)})" if subs else "")
-                + f"; close names: {_close(key, valid)}"
-            )
+            where = f" on {type(device).__name__}" + (
+                f" or its sub-devices ({', '.join(type(s).__name__ for s in subs)})" if subs else "")
+            raise ConfigError(choice_message(key, valid, "device parameter", where))
         for sub in holders:
             _set_fields(sub, {key: value}, "device", "device parameter")
 
@@ -215,8 +205,8 @@ def _base_config(preset: str) -> Any:
     if preset in known:
         return known[preset]()
     names = sorted(set(known) | set(_EXTRA_PRESETS))
-    raise ConfigError(f"unknown analog preset '{preset}'; close names: {_close(preset, names)} "
-                      f"(`analogdecorr presets` lists all {len(names)})")
+    raise ConfigError(choice_message(preset, names, "analog preset",
+                                     listing=f"`analogdecorr presets` lists all {len(names)}"))
 
 
 def make_rpu_config(
@@ -240,9 +230,7 @@ def make_rpu_config(
     if "type" in device:
         type_name = device.pop("type")
         types = _device_types()
-        if type_name not in types:
-            close = _close(str(type_name), sorted(types))
-            raise ConfigError(f"unknown device type '{type_name}'; close names: {close}")
+        check_choice(type_name, sorted(types), "device type")
         dev = types[type_name]()
         _override_device(dev, device)
         kwargs = {"device": dev}

@@ -112,13 +112,17 @@ def collect(trials: Sequence[Trial]) -> dict[tuple[str, str, str], dict]:
 
 
 def smallest_width(recs: dict, task: str, hw: str, widths: Sequence[str], what: str = "sel") -> int | None:
-    """The smallest W whose mean accuracy (``what``) is within TOLERANCE of float decorrelation's, else None."""
+    """The smallest W such that it and every wider W tried have a mean accuracy (``what``) within TOLERANCE of
+    float decorrelation's; None if the widest is not (or float decorrelation has not finished)."""
     ref = _mean(recs.get((task, hw, REFERENCE), {}).get(what, []))
     if math.isnan(ref):
         return None
-    ok = [width_of(n) for n in widths
-          if width_of(n) and _mean(recs.get((task, hw, n), {}).get(what, [])) >= ref - TOLERANCE]
-    return min(ok) if ok else None
+    smallest = None
+    for w in sorted((width_of(n) for n in widths if width_of(n)), reverse=True):  # down from the widest:
+        if not _mean(recs.get((task, hw, f"w{w}"), {}).get(what, [])) >= ref - TOLERANCE:  # every W from the
+            break  # answer up stays within 1 point (a narrow width that is lucky alone does not count)
+        smallest = w
+    return smallest
 
 
 def write_table(spec: SweepSpec, trials: Sequence[Trial], out: Path) -> str:
@@ -206,7 +210,7 @@ def plot(spec: SweepSpec, trials: Sequence[Trial], out: Path) -> Path | None:
     if not any(rec["sel"] for rec in recs.values()):
         return None
     tasks = axes["task"]
-    fig = Figure(figsize=(4.5 * len(tasks), 6.4), layout="constrained")
+    fig = Figure(figsize=(max(6.0, 4.5 * len(tasks)), 6.8), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.subplots(2, len(tasks), squeeze=False, sharex=True)
     for col, task in enumerate(tasks):
@@ -227,14 +231,15 @@ def plot(spec: SweepSpec, trials: Sequence[Trial], out: Path) -> Path | None:
             zs = [(w, z) for w, z in zs if math.isfinite(z) and z > 0]
             if zs:
                 z_ax.plot([w for w, _ in zs], [z for _, z in zs], marker="o", color=color, label=hw)
-        acc_ax.set(title=f"{task}: test acc @ best val (dashed: float decor)", ylabel="test accuracy")
+        acc_ax.set(title=task, ylabel="test acc @ best-val epoch")
         z_ax.set(xlabel="data width W (bits)", ylabel="z distance to float (rel.)", yscale="log")
         for ax in (acc_ax, z_ax):
             ax.grid(alpha=0.3)
             ax.set_xticks([width_of(n) for n in widths])
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize="small")
-    fig.suptitle("Error budget: the unit's arithmetic against float decorrelation (mean ± std over seeds)")
+    fig.suptitle("Error budget: the unit's arithmetic at width W (mean ± std over seeds)\n"
+                 "dashed: the same device with float decorrelation")
     path = out / "plots" / "error_budget.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "wb") as f:

@@ -29,7 +29,8 @@ def test_the_sweep_file_expands_to_every_device_width_and_seed(tmp_path):
     assert len(trials) == 2 * 3 * 6 * 3
     fixed = [t for t in trials if t.config.decor_numerics == "fixed"]
     assert sorted({t.config.unit_width for t in fixed}) == [8, 10, 12, 14, 16]
-    assert {(t.config.rule, t.config.decor, t.config.cosim_record) for t in trials} == {("np", "offdiag", 0)}
+    assert {(t.config.rule, t.config.decor, t.config.cosim_record, t.config.drift_times) for t in trials} == {
+        ("np", "offdiag", 0, ())}
     assert {t.config.preset for t in trials if t.config.backend == "analog"} == {"EcRamPreset", "ConstantStep"}
     assert {t.config.backend for t in trials} == {"float", "analog"}
     fmt = {t.config.unit_width: plan(t.config).fields for t in fixed}
@@ -108,3 +109,14 @@ def test_unfinished_runs_leave_their_rows_out(tmp_path):
     assert "| ecram | w8 |" in text and "| ecram | float |" not in text
     assert "| digits | ecram | – | – |" in text  # no float reference yet: no verdict
     assert eb.plot(spec, trials, tmp_path / "p") is not None
+
+
+def test_the_smallest_width_must_hold_for_every_wider_width():
+    eb = _script()
+    recs = {("t", "d", "float"): {"sel": [0.90]}, ("t", "d", "w8"): {"sel": [0.90]}, ("t", "d", "w10"): {"sel": [0.85]},
+            ("t", "d", "w12"): {"sel": [0.895]}, ("t", "d", "w14"): {"sel": [0.91]}}
+    widths = ["float", "w8", "w10", "w12", "w14"]
+    assert eb.smallest_width(recs, "t", "d", widths) == 12  # W 8 alone is level, but W 10 is 5 points short
+    recs["t", "d", "w14"] = {"sel": [0.88]}
+    assert eb.smallest_width(recs, "t", "d", widths) is None
+    assert eb.smallest_width({}, "t", "d", widths) is None

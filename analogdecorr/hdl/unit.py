@@ -519,7 +519,9 @@ class DecorrelationUnit(wiring.Component):
         oi = Signal(range(d))
         zv = Signal()
         zlast = Signal()
-        avail = Mux(ob, zbusy[1] & (zcount[1] > oi), zbusy[0] & (zcount[0] > oi))
+        # words written ≥ words drained always holds, so "more written than drained" is an inequality test
+        # (no carry chain in the drain's control)
+        avail = Mux(ob, zbusy[1] & (zcount[1] != oi), zbusy[0] & (zcount[0] != oi))
         adv = ~zv | z.ready  # the output register is empty or being taken: read the next word (if any)
         m.d.comb += [zo_rp.en.eq(adv), zo_rp.addr.eq(Cat(oi, ob))]
         with m.If(adv):

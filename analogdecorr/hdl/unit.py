@@ -14,6 +14,8 @@ Samples with learn = 0 run pass 1 only. Inter-pass idle cycles are the read-afte
 Rounding, saturation (sign-bit checks) and the R write are pipelined one adder per stage; see ``plan.py`` for
 the stage numbers. offdiag's pass 3 reads R at stage 5 (when the write-back needs it) rather than delaying it
 per lane; stochastic values are flat XORs of the LFSR state, registered one stage before the rounding.
+offdiag's p scratch is single-ported (written in pass 2, read in pass 3, never in one cycle): SB_SPRAM256KA blocks
+when elaborated for an iCE40 UltraPlus and ``plan.p_spram`` (``spram.py``), a ``lib.memory.Memory`` elsewhere.
 
 Streams: x elements are centred on arrival (running mean mu, ``centre_shift`` m ≥ 1) into a two-sample buffer,
 so the next sample's elements are taken while the current sample's passes run. A row group's L z words

@@ -18,8 +18,14 @@ from ..errors import FormatError
 #: Stage of the multiplier operand registers and of the product register.
 ST_OPERANDS = 3
 ST_PRODUCT = 4
-#: Stage at which the pass-2 p word is written to the p scratch (offdiag).
+#: Stage at which the pass-2 p word is written to the p scratch (offdiag). The p scratch is single-ported (one
+#: address per cycle: written only in pass 2, read only at pass 3's issue), so it can sit in an iCE40
+#: UltraPlus SPRAM; pass 3 therefore issues at least ST_P_WRITE cycles after pass 2's last slot.
 ST_P_WRITE = 5
+#: iCE40 UltraPlus single-port RAMs (SB_SPRAM256KA): how many the UP3K/UP5K have, and each one's depth × width.
+SPRAM_BLOCKS = 4
+SPRAM_DEPTH = 16384
+SPRAM_WIDTH = 16
 #: Stage at which the pass-1 z word is written (z memory) once a row's sum is complete.
 ST_Z_WRITE = 6
 #: Stage at which the LFSR values of a pass-3 slot are drawn (the rounding of the update).
@@ -38,21 +44,33 @@ def _ceil_log2(n: int) -> int:
 
 @dataclass(frozen=True)
 class MemoryUse:
-    """One memory (``count`` identical copies, one per lane for lane banks): what it holds, depth × width."""
+    """One memory (``count`` identical copies, one per lane for lane banks): what it holds, depth × width.
+
+    ``spram``: the unit maps it to iCE40 UltraPlus SPRAMs (SB_SPRAM256KA) when elaborated for such a device
+    (``spram_blocks`` of them); everywhere else it is an ordinary block RAM.
+    """
 
     name: str
     holds: str
     count: int
     depth: int
     width: int
+    spram: bool = False
 
     @property
     def bits(self) -> int:
         return self.count * self.depth * self.width
 
+    @property
+    def spram_blocks(self) -> int:
+        """SPRAMs this memory takes on an UltraPlus (0 unless ``spram``): each copy its own, 16 bits per block."""
+        if not self.spram:
+            return 0
+        return self.count * -(-self.width // SPRAM_WIDTH) * -(-self.depth // SPRAM_DEPTH)
+
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "holds": self.holds, "count": self.count, "depth": self.depth,
-                "width": self.width, "bits": self.bits}
+                "width": self.width, "bits": self.bits, "spram": self.spram, "spram_blocks": self.spram_blocks}
 
 
 class UnitPlan:
@@ -101,9 +119,10 @@ class UnitPlan:
 
     @property
     def gap23(self) -> int:
-        """Pass 2 → 3: p[i, j] (offdiag) is read N + gap after its write; v[j] after slot (j, G − 1)'s."""
+        """Pass 2 → 3: v[j] is read after slot (j, G − 1)'s write; offdiag's single-ported p scratch takes pass 3's
+        first read only after pass 2's last write (stage ST_P_WRITE of slot N − 1), so gap ≥ ST_P_WRITE."""
         n, groups = self.slots, self.groups
-        gap_p = ST_P_WRITE + 1 - n if self.rule == "offdiag" else 0
+        gap_p = ST_P_WRITE if self.rule == "offdiag" else 0
         gap_v = (groups - 1) + self.st_v_write + 1 - n
         return max(0, gap_p, gap_v)
 
@@ -144,7 +163,8 @@ class UnitPlan:
                       fmt.r_width),
         ]
         if self.rule == "offdiag":
-            plan.append(MemoryUse("p_bank", "p[i, j] scratch of pass 2 for pass 3 (lane k)", lanes, groups * d, w))
+            plan.append(MemoryUse("p_bank", "p[i, j] scratch of pass 2 for pass 3 (lane k), single-ported", lanes,
+                                  groups * d, w, spram=self.p_spram))
         plan += [
             MemoryUse("z_bank", "z[g·L + k] for passes 2 and 3 (lane k)", lanes, max(2, gp), w),
             MemoryUse("zo_buf", "z in element order for the output stream, two samples", 1, 2 * dp, w),
@@ -154,6 +174,14 @@ class UnitPlan:
         if self.centre_shift > 0:
             plan.append(MemoryUse("mu", "running mean mu[j] (F + m fraction bits)", 1, d, w + self.centre_shift))
         return plan
+
+    @property
+    def p_spram(self) -> bool:
+        """The p scratch goes to SPRAM on an iCE40 UltraPlus: offdiag, and its lane banks fit the 4 SPRAMs
+        (L · ⌈W / 16⌉ ≤ 4, G·d ≤ 16384; e.g. W ≤ 16 with M ≤ 4). Otherwise p stays in block RAM."""
+        if self.rule != "offdiag" or self.slots > SPRAM_DEPTH:
+            return False
+        return self.lanes * -(-self.fmt.width // SPRAM_WIDTH) <= SPRAM_BLOCKS
 
     @property
     def storage_bits(self) -> int:

@@ -14,6 +14,8 @@ Samples with learn = 0 run pass 1 only. Inter-pass idle cycles are the read-afte
 Rounding, saturation (sign-bit checks) and the R write are pipelined one adder per stage; see ``plan.py`` for
 the stage numbers. offdiag's pass 3 reads R at stage 5 (when the write-back needs it) rather than delaying it
 per lane; stochastic values are flat XORs of the LFSR state, registered one stage before the rounding.
+offdiag's p scratch is single-ported (written in pass 2, read in pass 3, never in one cycle): SB_SPRAM256KA blocks
+when elaborated for an iCE40 UltraPlus and ``plan.p_spram`` (``spram.py``), a ``lib.memory.Memory`` elsewhere.
 
 Streams: x elements are centred on arrival (running mean mu, ``centre_shift`` m ≥ 1) into a two-sample buffer,
 so the next sample's elements are taken while the current sample's passes run. A row group's L z words
@@ -35,6 +37,7 @@ from .plan import ST_P_WRITE, ST_PRODUCT, ST_R_WRITE, ST_Z_WRITE, UnitPlan, ceil
 from .ports import r_addr_width, unit_signature
 from .raddr import RIndexDecoder
 from .rounding import lfsr_ahead, round_shift, saturate, uses_lfsr
+from .spram import SinglePortRam
 
 UNIT_RULES = ("offdiag", "whiten")
 ST_INIT, ST_IDLE, ST_RUN, ST_WAIT = 0, 1, 2, 3
@@ -164,7 +167,9 @@ class DecorrelationUnit(wiring.Component):
         r_mem = [Memory(shape=signed(wr), depth=slots, init=[]) for _ in range(lanes)]
         z_mem = [Memory(shape=signed(w), depth=max(2, 1 << gw), init=[]) for _ in range(lanes)]
         zo_mem = Memory(shape=signed(w), depth=2 << jw, init=[])
-        p_mem = [Memory(shape=signed(w), depth=slots, init=[]) for _ in range(lanes)] if offdiag else []
+        # p: single-ported (written in pass 2, read in pass 3): SPRAM on an iCE40 UltraPlus when plan.p_spram
+        p_mem = [SinglePortRam(slots, w, spram=None if plan.p_spram else False) for _ in range(lanes)] \
+            if offdiag else []
         xc_mem = Memory(shape=signed(w), depth=2 << jw, init=[])
         v_mem = Memory(shape=signed(w), depth=d, init=[])
         for k in range(lanes):
@@ -180,8 +185,6 @@ class DecorrelationUnit(wiring.Component):
         z_rp = [mem.read_port() for mem in z_mem]  # passes 2 and 3 read z[g·L + k]
         z_wp = [mem.write_port() for mem in z_mem]
         zo_rp, zo_wp = zo_mem.read_port(), zo_mem.write_port()  # z in element order for the output stream
-        p_rp = [mem.read_port() for mem in p_mem]
-        p_wp = [mem.write_port() for mem in p_mem]
         xc_rp, xc_wp = xc_mem.read_port(), xc_mem.write_port()
         v_rp, v_wp = v_mem.read_port(), v_mem.write_port()
         if cm:
@@ -341,15 +344,13 @@ class DecorrelationUnit(wiring.Component):
             late_st = s[plan.st_r_late_read]
             m.d.comb += r_rp[k].addr.eq(Mux(at(late_st, 3), late_st["a"], Mux(issue, raddr, dec.out_bank)))
             m.d.comb += z_rp[k].addr.eq(g)
-            if offdiag:
-                m.d.comb += p_rp[k].addr.eq(raddr)
             r_rdata.append(r_rp[k].data)
             # stage 1: memory data; round R to its view, v − p
             rv2 = _reg(m, round_shift(r_rp[k].data, fmt.view_drop, view_mode), f"rv{k}")
             # R before the update, wanted at stage 6 (the subtraction)
             r_old = _delay(m, r_rp[k].data, 5 - plan.st_r_late_read, f"r_old{k}")
             z2 = _reg(m, z_rp[k].data, f"zk{k}")
-            e_raw2 = _reg(m, v_rp.data - p_rp[k].data, f"e_raw{k}") if offdiag else None
+            e_raw2 = _reg(m, v_rp.data - p_mem[k].rdata, f"e_raw{k}") if offdiag else None
             # stage 2: saturate; pick the multiplier operands
             rw, rw_ovf = saturate(rv2, w)
             flags.append(s2["v"] & active(s2, k) & rw_ovf & (s2["ph"] != 3))  # pass 3 views the same R
@@ -379,7 +380,9 @@ class DecorrelationUnit(wiring.Component):
             if offdiag:
                 p_val, p_ovf = saturate(pr5, w)
                 p_we = at(s5, 2) & active(s5, k)
-                m.d.comb += [p_wp[k].en.eq(p_we), p_wp[k].addr.eq(s5["a"]), p_wp[k].data.eq(p_val)]
+                # one address: the stage-5 write, else pass 3's issue read (plan.gap23 keeps them apart)
+                m.d.comb += [p_mem[k].we.eq(p_we), p_mem[k].addr.eq(Mux(p_we, s5["a"], raddr)),
+                             p_mem[k].wdata.eq(p_val)]
                 flags.append(p_we & p_ovf)
             zr6 = _reg(m, round_shift(acc, frac, view_mode), f"zr{k}")
             drop = fmt.update_drop
@@ -519,7 +522,9 @@ class DecorrelationUnit(wiring.Component):
         oi = Signal(range(d))
         zv = Signal()
         zlast = Signal()
-        avail = Mux(ob, zbusy[1] & (zcount[1] > oi), zbusy[0] & (zcount[0] > oi))
+        # words written ≥ words drained always holds, so "more written than drained" is an inequality test
+        # (no carry chain in the drain's control)
+        avail = Mux(ob, zbusy[1] & (zcount[1] != oi), zbusy[0] & (zcount[0] != oi))
         adv = ~zv | z.ready  # the output register is empty or being taken: read the next word (if any)
         m.d.comb += [zo_rp.en.eq(adv), zo_rp.addr.eq(Cat(oi, ob))]
         with m.If(adv):

@@ -25,9 +25,9 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from .build import build_board
-    from .commands import _format
+    from .format_flags import format_from_args
 
-    fmt = _format(args)
+    fmt = format_from_args(args)
     lanes = args.lanes if args.lanes is not None else min(fmt.size, 8)
     res = build_board(args.board, fmt, lanes, args.out, baud=args.baud, core=args.core, seed=args.seed)
     if args.json:
@@ -119,11 +119,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def add_board_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``build`` and ``stream`` to the ``hdl`` subcommands."""
     from .build import BOARDS, DEFAULT_BAUD
-    from .commands import _add_format_flags
+    from .format_flags import add_format_flags
 
     p = sub.add_parser("build", help="bitstream for a board (amaranth-boards + YoWASP): UART top level + unit")
     p.add_argument("--board", required=True, help=f"board: {', '.join(BOARDS)}")
-    _add_format_flags(p)
+    add_format_flags(p)
     p.add_argument("--lanes", type=int, default=None, metavar="M", help="multipliers M (default min(d, 8))")
     p.add_argument("--baud", type=float, default=DEFAULT_BAUD, help=f"UART baud rate (default {DEFAULT_BAUD})")
     p.add_argument("--core", default="unit", choices=("unit", "loopback"),

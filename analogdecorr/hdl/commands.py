@@ -14,71 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AnalogDecorrError
-
-# Defaults of the format flags: the README's d = 8, W = 16 unit.
-FORMAT_DEFAULTS: dict[str, Any] = {
-    "size": 8,
-    "width": 16,
-    "frac": 12,
-    "r_width": 28,
-    "r_frac": 20,
-    "shift": 10,
-    "rounding": "half_even",
-    "rule": "offdiag",
-    "centre_shift": 0,
-}
-
-
-def _add_format_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("fixed-point format (hdl/NUMERICS.md)")
-    d = FORMAT_DEFAULTS
-    g.add_argument("--size", type=int, default=d["size"], help=f"vector length d (default {d['size']})")
-    g.add_argument(
-        "--width", type=int, default=d["width"], help=f"data word bits W, 8..18 (default {d['width']})"
-    )
-    g.add_argument("--frac", type=int, default=d["frac"], help=f"data fraction bits F (default {d['frac']})")
-    g.add_argument(
-        "--r-width", type=int, default=d["r_width"], help=f"R master word bits W_R (default {d['r_width']})"
-    )
-    g.add_argument(
-        "--r-frac", type=int, default=d["r_frac"], help=f"R fraction bits F_R (default {d['r_frac']})"
-    )
-    g.add_argument(
-        "--shift", type=int, default=d["shift"], help=f"learning rate η = 2^-shift (default {d['shift']})"
-    )
-    g.add_argument(
-        "--rounding",
-        default=d["rounding"],
-        help=f"trunc, half_up, half_even or stochastic (default {d['rounding']})",
-    )
-    g.add_argument(
-        "--rule",
-        default=d["rule"],
-        help=f"update rule: offdiag (dR = -eta z (v - p)) or whiten (dR = -eta (z v^T - R)) (default {d['rule']})",
-    )
-    g.add_argument(
-        "--centre-shift",
-        type=int,
-        default=d["centre_shift"],
-        metavar="M",
-        help="centring: subtract a running mean with momentum 2^-M before R (0 = off, 1..16; default 0)",
-    )
-
-
-def _format(args: argparse.Namespace) -> Any:
-    from ..fixed.format import UnitFormat
-
-    return UnitFormat(
-        size=args.size,
-        width=args.width,
-        frac=args.frac,
-        r_width=args.r_width,
-        r_frac=args.r_frac,
-        shift=args.shift,
-        rounding=args.rounding,
-        rule=args.rule,
-        centre_shift=args.centre_shift,
-    )
+from .format_flags import add_format_flags, format_from_args
 
 
 def _json(obj: Any) -> None:
@@ -104,7 +40,7 @@ def _fmt_num(v: Any, digits: int = 4) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
-    fmt = _format(args)
+    fmt = format_from_args(args)
     man = export(fmt, args.lanes, args.out, samples=args.samples, seed=args.seed)
     if args.json:
         _json({"out": str(args.out), **man})
@@ -273,7 +209,7 @@ def _print_pnr(res: dict[str, Any]) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..fixed.compare import compare
 
-    res = compare(_format(args), samples=args.samples, rho=args.rho, seed=args.seed)
+    res = compare(format_from_args(args), samples=args.samples, rho=args.rho, seed=args.seed)
     if args.json:
         _json(res)
         return 0
@@ -309,7 +245,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub = hdl.add_subparsers(dest="hdl_command", required=True, metavar="{export,verify,report,compare}")
 
     p = sub.add_parser("export", help="write Verilog, test vectors, testbench and manifest to a directory")
-    _add_format_flags(p)
+    add_format_flags(p)
     p.add_argument(
         "--lanes",
         type=int,
@@ -372,7 +308,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="integer model against float on a correlated stream")
-    _add_format_flags(p)
+    add_format_flags(p)
     p.add_argument("--samples", type=int, default=40_000, help="stream length (default 40000)")
     p.add_argument("--rho", type=float, default=0.3, help="pairwise input correlation (default 0.3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the input stream (default 0)")

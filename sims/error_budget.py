@@ -25,16 +25,15 @@ import csv
 import io
 import math
 import statistics
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from analogdecorr.config import load_toml
-from analogdecorr.errors import AnalogDecorrError
 from analogdecorr.results import atomic_write
 from analogdecorr.sweep import SweepSpec, Trial, parse_sweep
 from analogdecorr.sweep.spec import override_base
-from analogdecorr.sweep.summary import fmt, load_run, write_summary
+from analogdecorr.sweep.study import run_study
+from analogdecorr.sweep.summary import fmt, load_run
 
 SWEEP_FILE = Path(__file__).with_name("error_budget.toml")
 REFERENCE = "float"  # the numerics label every width is compared with
@@ -268,33 +267,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    failed = []
-    try:
-        spec = build_spec(args)
-        out = args.out or Path(spec.out)
-        trials = spec.trials(out)
-        if args.dry_run:
-            from analogdecorr.sweep.engine import finished_status
-
-            todo = [t for t in trials if not finished_status(t)]
-            print(f"{len(trials)} runs, {len(trials) - len(todo)} finished, {len(todo)} to do")
-            for t in todo:
-                print(t.label, t.out)
-            return 0
-        if not args.table_only:
-            from analogdecorr.sweep.engine import run_trials
-
-            failed = run_trials(trials, address=args.address, jobs=args.jobs).failed
-        write_summary(spec, trials, out)
-    except AnalogDecorrError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    text = write_table(spec, trials, out)
-    plot(spec, trials, out)
-    print(text)
-    for o in failed:
-        print(f"failed: {o.trial.label}: {o.error.splitlines()[0]}", file=sys.stderr)
-    return 1 if failed else 0
+    code, _ = run_study(args, build_spec, write_table, plot, train=not args.table_only, dry_run=args.dry_run)
+    return code
 
 
 if __name__ == "__main__":

@@ -22,17 +22,15 @@ import argparse
 import copy
 import math
 import statistics
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from analogdecorr.config import load_toml
-from analogdecorr.errors import AnalogDecorrError
 from analogdecorr.results import atomic_write
 from analogdecorr.sweep import SweepSpec, Trial, parse_sweep
-from analogdecorr.sweep.engine import run_trials
 from analogdecorr.sweep.spec import override_base
-from analogdecorr.sweep.summary import fmt, load_run, write_summary
+from analogdecorr.sweep.study import run_study
+from analogdecorr.sweep.summary import fmt, load_run
 
 SWEEP_FILE = Path(__file__).with_name("analog.toml")
 #: The devices the issue's no-collapse criterion names (exact tile and the three pulsed presets, ideal IO).
@@ -275,34 +273,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        spec = build_spec(args)
-        out = args.out or Path(spec.out)
-        trials = spec.trials(out)
-        order = {key: i for i, key in enumerate(ACCEPTANCE)}
-        chosen = [t for t in trials if not args.acceptance or row_key(t) in order]
-        chosen.sort(key=lambda t: (row_key(t) not in order, t.seed, order.get(row_key(t), 0)))  # acceptance first
-        if args.dry_run:
-            from analogdecorr.sweep.engine import finished_status
+    order = {key: i for i, key in enumerate(ACCEPTANCE)}
 
-            todo = [t for t in chosen if not finished_status(t)]
-            print(f"{len(chosen)} runs, {len(chosen) - len(todo)} finished, {len(todo)} to do")
-            for t in todo:
-                print(t.label, t.out)
-            return 0
-        failed = []
-        if not args.table_only:
-            failed = run_trials(chosen, address=args.address, jobs=args.jobs).failed
-        write_summary(spec, trials, out)
-    except AnalogDecorrError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    text = write_table(spec, trials, out)
-    plot(spec, trials, out)
-    print(text)
-    for o in failed:
-        print(f"failed: {o.trial.label}: {o.error.splitlines()[0]}", file=sys.stderr)
-    return 1 if failed else 0
+    def select(trials: list[Trial]) -> list[Trial]:  # the acceptance rows first (or only, with --acceptance)
+        chosen = [t for t in trials if not args.acceptance or row_key(t) in order]
+        return sorted(chosen, key=lambda t: (row_key(t) not in order, t.seed, order.get(row_key(t), 0)))
+
+    code, _ = run_study(args, build_spec, write_table, plot, train=not args.table_only, dry_run=args.dry_run,
+                        select=select)
+    return code
 
 
 if __name__ == "__main__":

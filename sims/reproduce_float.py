@@ -25,12 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from analogdecorr.config import load_toml
-from analogdecorr.errors import AnalogDecorrError
 from analogdecorr.results import atomic_write
 from analogdecorr.sweep import SweepSpec, Trial, parse_sweep
-from analogdecorr.sweep.engine import run_trials
 from analogdecorr.sweep.spec import override_base
-from analogdecorr.sweep.summary import fmt, load_run, write_summary
+from analogdecorr.sweep.study import run_study
+from analogdecorr.sweep.summary import fmt, load_run
 
 SWEEP_FILE = Path(__file__).with_name("float.toml")
 REPORT_EPOCHS = (2, 4, 10)
@@ -211,25 +210,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        spec = build_spec(args)
-        out = args.out or Path(spec.out)
-        trials = spec.trials(out)
-        failed = []
-        if not args.report_only:
-            report = run_trials(trials, address=args.address, jobs=args.jobs)
-            failed = report.failed
-        write_summary(spec, trials, out)
-    except AnalogDecorrError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    table = write_table(spec, trials, out)
-    plot(spec, trials, out)
-    print(table)
-    for o in failed:
-        print(f"failed: {o.trial.label}: {o.error.splitlines()[0]}", file=sys.stderr)
+    code, table = run_study(args, build_spec, write_table, plot, train=not args.report_only)
+    if code == 2:
+        return code
+    out = args.out or Path(build_spec(args).out)
     print(f"wrote {out / 'table.md'}, {out / 'summary.md'} and plots in {out}")
-    return 1 if failed or "| FAIL |" in table else 0
+    return 1 if code or "| FAIL |" in table else 0
 
 
 if __name__ == "__main__":

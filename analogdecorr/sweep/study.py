@@ -1,0 +1,57 @@
+"""The driver the study scripts in sims/ share: run a narrowed sweep on the engine, then write the engine's
+summary and the study's own table and plots, with one-line errors and a list of failed runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import AnalogDecorrError
+from .spec import SweepSpec, Trial
+from .summary import write_summary
+
+Writer = Callable[[SweepSpec, list[Trial], Path], object]
+
+
+def run_study(
+    args: argparse.Namespace,
+    build_spec: Callable[[argparse.Namespace], SweepSpec],
+    write_table: Callable[[SweepSpec, list[Trial], Path], str],
+    plot: Writer,
+    *,
+    train: bool = True,
+    dry_run: bool = False,
+    select: Callable[[list[Trial]], list[Trial]] | None = None,
+) -> tuple[int, str]:
+    """Build the study's sweep from ``args`` (``args.out``, ``args.address``, ``args.jobs``), run the trials
+    ``select`` picks (all by default; none with ``train=False``), then write summary, table and plots of every
+    trial on disk. ``dry_run`` only lists the runs still to do. Returns (exit code, table text): 2 on a bad input
+    (printed as ``error: ...``), 1 if a run failed, else 0."""
+    from .engine import finished_status, run_trials
+
+    failed = []
+    try:
+        spec = build_spec(args)
+        out = args.out or Path(spec.out)
+        trials = spec.trials(out)
+        chosen = select(trials) if select is not None else trials
+        if dry_run:
+            todo = [t for t in chosen if not finished_status(t)]
+            print(f"{len(chosen)} runs, {len(chosen) - len(todo)} finished, {len(todo)} to do")
+            for t in todo:
+                print(t.label, t.out)
+            return 0, ""
+        if train:
+            failed = run_trials(chosen, address=args.address, jobs=args.jobs).failed
+        write_summary(spec, trials, out)
+    except AnalogDecorrError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2, ""
+    text = write_table(spec, trials, out)
+    plot(spec, trials, out)
+    print(text)
+    for o in failed:
+        print(f"failed: {o.trial.label}: {o.error.splitlines()[0]}", file=sys.stderr)
+    return (1 if failed else 0), text

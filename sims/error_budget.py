@@ -32,7 +32,7 @@ from analogdecorr.config import load_toml
 from analogdecorr.results import atomic_write
 from analogdecorr.sweep import SweepSpec, Trial, parse_sweep
 from analogdecorr.sweep.spec import override_base
-from analogdecorr.sweep.study import run_study
+from analogdecorr.sweep.study import add_engine_flags, run_study
 from analogdecorr.sweep.summary import fmt, load_run
 
 SWEEP_FILE = Path(__file__).with_name("error_budget.toml")
@@ -257,11 +257,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="epochs per run (default: the sweep file's 50)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a [base] key for every run (e.g. decor_lr=1e-4); repeatable")
-    p.add_argument("--out", type=Path, help="sweep folder (default: the sweep file's sims/out/error_budget)")
-    p.add_argument("--jobs", type=int, help="runs at a time (default: every CPU)")
-    p.add_argument("--address", help="join the Ray cluster at this address instead of starting a local one")
-    p.add_argument("--table-only", action="store_true", help="do not train; rebuild table and plot")
-    p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
+    add_engine_flags(p, "sims/out/error_budget")
     return p.parse_args(argv)
 
 

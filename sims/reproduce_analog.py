@@ -29,7 +29,7 @@ from analogdecorr.config import load_toml
 from analogdecorr.results import atomic_write
 from analogdecorr.sweep import SweepSpec, Trial, parse_sweep
 from analogdecorr.sweep.spec import override_base
-from analogdecorr.sweep.study import run_study
+from analogdecorr.sweep.study import add_engine_flags, run_study
 from analogdecorr.sweep.summary import fmt, load_run
 
 SWEEP_FILE = Path(__file__).with_name("analog.toml")
@@ -263,11 +263,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="override a [base] key for every run (e.g. lr=0.03); repeatable")
     p.add_argument("--published", action="store_true",
                    help="the published protocol: no validation split, best/last test accuracy")
-    p.add_argument("--out", type=Path, help="sweep folder (default: the sweep file's sims/out/analog)")
-    p.add_argument("--jobs", type=int, help="runs at a time (default: every CPU)")
-    p.add_argument("--address", help="join the Ray cluster at this address instead of starting a local one")
-    p.add_argument("--table-only", action="store_true", help="do not train; rebuild table and plots")
-    p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
+    add_engine_flags(p, "sims/out/analog")
     return p.parse_args(argv)
 
 

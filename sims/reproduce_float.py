@@ -28,7 +28,7 @@ from analogdecorr.config import load_toml
 from analogdecorr.results import atomic_write
 from analogdecorr.sweep import SweepSpec, Trial, parse_sweep
 from analogdecorr.sweep.spec import override_base
-from analogdecorr.sweep.study import run_study
+from analogdecorr.sweep.study import add_engine_flags, run_study
 from analogdecorr.sweep.summary import fmt, load_run
 
 SWEEP_FILE = Path(__file__).with_name("float.toml")
@@ -201,17 +201,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="override a [base] key for every run, e.g. decor_lr=1e-3 or epochs=4; repeatable")
     p.add_argument("--published", action="store_true",
                    help="the published protocol: no validation split (val_frac 0), test accuracy at fixed epochs")
-    p.add_argument("--out", type=Path, help="sweep folder (default: the sweep file's sims/out/float)")
-    p.add_argument("--jobs", type=int, help="runs at a time (default: every CPU)")
-    p.add_argument("--address", help="join the Ray cluster at this address instead of starting a local one")
-    p.add_argument("--report-only", action="store_true", help="only write the tables and plots")
+    add_engine_flags(p, "sims/out/float")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    code, table = run_study(args, build_spec, write_table, plot, train=not args.report_only)
-    if code == 2:
+    code, table = run_study(args, build_spec, write_table, plot, train=not args.table_only, dry_run=args.dry_run)
+    if code == 2 or args.dry_run:
         return code
     out = args.out or Path(build_spec(args).out)
     print(f"wrote {out / 'table.md'}, {out / 'summary.md'} and plots in {out}")

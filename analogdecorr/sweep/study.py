@@ -15,6 +15,16 @@ from .summary import write_summary
 Writer = Callable[[SweepSpec, list[Trial], Path], object]
 
 
+def add_engine_flags(p: argparse.ArgumentParser, out_default: str) -> None:
+    """The flags every study script takes for the engine: --out, --jobs, --address, --table-only, --dry-run."""
+    p.add_argument("--out", type=Path, help=f"sweep folder (default: the sweep file's {out_default})")
+    p.add_argument("--jobs", type=int, help="runs at a time (default: every CPU)")
+    p.add_argument("--address", help="join the Ray cluster at this address instead of starting a local one")
+    p.add_argument("--table-only", "--report-only", dest="table_only", action="store_true",
+                   help="do not train; rebuild the tables and plots from what is on disk")
+    p.add_argument("--dry-run", action="store_true", help="list the runs still to do and exit")
+
+
 def run_study(
     args: argparse.Namespace,
     build_spec: Callable[[argparse.Namespace], SweepSpec],

@@ -41,6 +41,7 @@ DECOR_NUMERICS = ("float", "fixed")
 #: Decorrelation rules the fixed-point unit implements (``decor_numerics = "fixed"``).
 UNIT_DECORS = ("offdiag", "whiten")
 UNIT_ROUNDINGS = ("trunc", "half_up", "half_even", "stochastic")
+DECOR_CENTRINGS = ("batch", "running")  # decor.CENTRINGS
 
 #: Fields with a fixed set of values (the CLI may show these as choices).
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -53,6 +54,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_schedule": LR_SCHEDULES,
     "backend": BACKENDS,
     "decor_numerics": DECOR_NUMERICS,
+    "decor_centring": DECOR_CENTRINGS,
     "unit_rounding": UNIT_ROUNDINGS,
 }
 
@@ -85,6 +87,7 @@ class RunConfig:
     sample_frac: float = 0.1
     scale_free: bool = False
     kappa: float = 0.5
+    decor_centring: str = "batch"
     # fixed-point decorrelation (co-simulation of the FPGA unit; None = derived, see analogdecorr.cosim.unit)
     decor_numerics: str = "float"
     unit: str | None = None
@@ -150,6 +153,7 @@ FIELD_HELP: dict[str, str] = {
     "sample_frac": "fraction of each batch used for the R update, in (0, 1]",
     "scale_free": "divide the decorrelation step by the mean activity so it does not grow with it",
     "kappa": "weight of the variance term in the 'kappa' decorrelation rule, in [0, 1]",
+    "decor_centring": "centring in training: batch (batch mean) or running (running mean: the FPGA unit's form)",
     "decor_numerics": "decorrelation arithmetic: float (torch) or fixed (the FPGA unit's integer model, bit-exact)",
     "unit": "fixed numerics: an exported unit folder whose manifest.json gives the format (else the --unit-* flags)",
     "unit_width": "fixed numerics: data word width W in bits (8..18)",
@@ -486,6 +490,7 @@ _COERCE: dict[str, Callable[[str, Any], Any]] = {
     "sample_frac": _as_float,
     "scale_free": _as_bool,
     "kappa": _as_float,
+    "decor_centring": _as_choice,
     "decor_numerics": _as_choice,
     "unit": _as_optional_str,
     "unit_width": _as_int,

@@ -24,6 +24,10 @@ DECOR_RULES = ("scaled", "offdiag", "whiten", "kappa")
 # Not a decorrelation rule: centring only (R stays the identity). The baseline that separates what demeaning each
 # layer's input does from what decorrelating it does (measured: most of NP's rescue at small decor lr is centring).
 CENTRE = "centre"
+#: How a training forward centres its input: ``batch`` subtracts the batch mean (the paper's form; gradients flow
+#: through it), ``running`` subtracts the running mean from before this batch and then updates it (a constant to
+#: autograd): the streaming form the FPGA unit computes, which cannot see a batch's mean before its samples.
+CENTRINGS = ("batch", "running")
 
 _NORM_EPS = 1e-8  # the ε in s = ⟨‖x‖ / (‖z‖ + ε)⟩ of the `scaled` rule
 
@@ -104,6 +108,7 @@ class Decorrelator(nn.Module):
         mean_momentum: float = 0.1,
         scale_free: bool = False,
         kappa: float = 0.5,
+        centring: str = "batch",
     ) -> None:
         super().__init__()
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features <= 0:
@@ -125,7 +130,9 @@ class Decorrelator(nn.Module):
                 f"kappa must be in [0, 1] (0: decorrelate only, 1: normalise variances only), got {kappa!r}; "
                 "the default is 0.5."
             )
+        check_choice(centring, CENTRINGS, "centring")
         self.num_features = num_features
+        self.centring = centring
         self.rule = rule
         self.lr = float(lr)
         self.sample_frac = float(sample_frac)
@@ -164,7 +171,8 @@ class Decorrelator(nn.Module):
         return f"{self.name}: input batch contains NaN or Inf; check the data (or the previous layer's output)."
 
     def forward(self, x: Tensor) -> Tensor:
-        """Training: z = (x − batch mean) Rᵀ with R before the update, then R is updated.
+        """Training: z = (x − batch mean) Rᵀ with R before the update, then R is updated (``running``
+        centring: the running mean from before the batch in place of the batch mean, then it is updated).
 
         Eval: z = (x − running_mean) Rᵀ, no state change.
         """
@@ -179,6 +187,8 @@ class Decorrelator(nn.Module):
             return (x - mean) @ self.R.T
 
         mean = x.reshape(-1, d).mean(0)  # differentiable: BP flows through the centring
+        if self.centring == "running":
+            mean = self._running_mean_then_update(mean.detach())
         if self.rule == CENTRE:
             return self._centre_only(x, mean)
         R_used = self.R  # replaced (never modified in place) by the update below, so autograd may keep it
@@ -196,21 +206,34 @@ class Decorrelator(nn.Module):
                 if not math.isfinite(float(mean_d.sum())):
                     raise DataError(self._nonfinite_input_message())
                 raise DivergenceError(self._divergence_message(self.name, "R became NaN/Inf in this update"))
-            self.last_mean = mean_d  # a fresh tensor (the batch mean), never modified afterwards
+            self.last_mean = mean_d  # a fresh tensor (the batch or running mean), never modified afterwards
             self.last_R = R_used
-            self.running_mean.lerp_(mean_d, self.mean_momentum)
+            if self.centring == "batch":
+                self.running_mean.lerp_(mean_d, self.mean_momentum)
             self._buffers["R"] = R_new  # the registered buffer, replaced (nn.Module.__setattr__ is slow per step)
         return z
 
+    def _running_mean_then_update(self, batch_mean: Tensor) -> Tensor:
+        """``running`` centring: a copy of the running mean from before this batch; then the running mean moves
+        towards ``batch_mean``."""
+        with torch.no_grad():
+            used = self.running_mean.clone()
+            if not math.isfinite(float(batch_mean.sum())):
+                raise DataError(self._nonfinite_input_message())
+            self.running_mean.lerp_(batch_mean, self.mean_momentum)
+        return used
+
     def _centre_only(self, x: Tensor, mean: Tensor) -> Tensor:
-        """Training forward of the ``centre`` baseline: z = x − batch mean, R is never updated."""
+        """Training forward of the ``centre`` baseline: z = x − mean (the batch mean, or the running mean with
+        ``running`` centring), R is never updated."""
         with torch.no_grad():
             mean_d = mean.detach()
             if not math.isfinite(float(mean_d.sum())):
                 raise DataError(self._nonfinite_input_message())
             self.last_mean = mean_d.clone()
             self.last_R = self.R
-            self.running_mean.mul_(1.0 - self.mean_momentum).add_(mean_d, alpha=self.mean_momentum)
+            if self.centring == "batch":
+                self.running_mean.mul_(1.0 - self.mean_momentum).add_(mean_d, alpha=self.mean_momentum)
         return x - mean
 
     def transform(self, x: Tensor, mean: Tensor | None = None, R: Tensor | None = None) -> Tensor:

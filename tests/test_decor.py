@@ -240,6 +240,32 @@ def test_eval_mode_uses_running_mean_and_never_updates() -> None:
     torch.testing.assert_close(m.transform(x3), z)
 
 
+@pytest.mark.parametrize("rule", ["whiten", "centre"])
+def test_running_centring_uses_the_mean_from_before_the_batch(rule: str) -> None:
+    """``running`` centring (the FPGA unit's streaming form): a batch is centred with the running mean as it
+    was before that batch, the mean then moves towards the batch mean, and no gradient flows through it."""
+    g = torch.Generator().manual_seed(5)
+    m = Decorrelator(6, rule=rule, lr=0.05, mean_momentum=0.25, centring="running")
+    batch = Decorrelator(6, rule=rule, lr=0.05, mean_momentum=0.25)
+    x1, x2 = torch.randn(30, 6, generator=g) + 2.0, torch.randn(30, 6, generator=g) - 1.0
+    z1 = m(x1)
+    torch.testing.assert_close(z1, x1)  # first batch: running mean 0, R = I before the update
+    assert not torch.allclose(batch(x1), x1)  # the batch form centres with x1's own mean
+    torch.testing.assert_close(m.running_mean, 0.25 * x1.mean(0))
+    R = m.R.clone()
+    x2.requires_grad_(True)
+    z2 = m(x2)
+    torch.testing.assert_close(z2, (x2 - 0.25 * x1.mean(0)) @ R.T)
+    torch.testing.assert_close(m.running_mean, 0.75 * 0.25 * x1.mean(0) + 0.25 * x2.mean(0))
+    z2.sum().backward()  # d(sum z)/dx = column sums of R (no term through a batch mean)
+    torch.testing.assert_close(x2.grad, R.sum(0).expand_as(x2))
+
+
+def test_unknown_centring_is_one_line_error() -> None:
+    with pytest.raises(ConfigError, match="centring"):
+        Decorrelator(4, centring="batchwise")
+
+
 @pytest.mark.parametrize("rule", DECOR_RULES)
 def test_scale_free_step_does_not_grow_with_input_scale(rule: str) -> None:
     g = torch.Generator().manual_seed(5)

@@ -19,8 +19,9 @@ What the rules see:
   moved on. The perturbed pass never changes the state and is not part of the recorded stream.
 - Eval (and ``transform()`` without arguments) is the unit's forward with the current state, no update.
 
-A shadow float ``Decorrelator`` (the float rule, same lr, same inputs) runs beside it; ``pop_epoch_stats``
-reports how far the unit's R and z are from it, and the unit's saturation counts, for results.json.
+A shadow float ``Decorrelator`` (the float rule, same lr, same inputs, centred like the unit: ``running``
+centring, the running mean from before each batch) runs beside it; ``pop_epoch_stats`` reports how far the unit's
+R and z are from it, and the unit's saturation counts, for results.json.
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ class FixedDecorrelator(Decorrelator):
         self.register_buffer("lfsr", torch.tensor([int(s0.lfsr)], dtype=torch.int64))
         self.register_buffer("scale", torch.tensor([float(scale or 0.0)], dtype=torch.float64))
         self.register_buffer("samples_seen", torch.zeros(1, dtype=torch.int64))
+        # The float twin the distances are measured from: same rule, centred like the unit (its running mean).
         self.shadow = Decorrelator(num_features, rule=rule, lr=lr, sample_frac=sample_frac,
-                                   mean_momentum=mean_momentum)
+                                   mean_momentum=mean_momentum, centring="running")
         self.recorder: Any = None  # a record.StreamRecorder, attached by the trainer
         self._scale: float | None = None
         self._scale_checked = False

@@ -17,8 +17,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .choices import check_choice
-from .decor import Decorrelator
+from .decor import CENTRE, DECOR_RULES, Decorrelator
 from .errors import ConfigError, DataError
+
+#: Network types ``build_model`` builds.
+MODELS = ("mlp", "conv")
+#: What stands before every layer: nothing ("none"), a decorrelation rule, or centring only (R = I).
+NO_DECOR = "none"
+DECORS = (NO_DECOR, *DECOR_RULES, CENTRE)
+#: The decorrelators' arithmetic: torch floats, or the FPGA unit's integer model (analogdecorr.cosim).
+DECOR_NUMERICS = ("float", "fixed")
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -165,7 +173,7 @@ class Network(nn.Module):
 def _decor(cfg, features: int, index: int = 0, unit_plan=None) -> Decorrelator | None:
     """The decorrelator before layer ``index`` (None without decorrelation); with ``decor_numerics = "fixed"``
     a FixedDecorrelator running the unit of ``unit_plan`` (analogdecorr.cosim)."""
-    if cfg.decor == "none":
+    if cfg.decor == NO_DECOR:
         return None
     if getattr(cfg, "decor_numerics", "float") == "fixed":
         from .cosim.decorrelator import FixedDecorrelator

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import atomic_write
 from .config import RunConfig, to_plain
 from .errors import ConfigError, DataError
-from .results import atomic_write
 
 FORMAT_KEY = "analogdecorr_checkpoint"
 FORMAT_VERSION = 1

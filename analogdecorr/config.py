@@ -74,11 +74,11 @@ def positive(example: str) -> Check:
     return check
 
 
-def at_least_zero(fix: str) -> Check:
-    """A finite number >= 0; ``fix`` says what 0 means or what to set."""
+def at_least_zero(fix: str, what: str = "a finite number") -> Check:
+    """``what`` (a finite number, an integer) >= 0; ``fix`` says what 0 means or what to set."""
     def check(key: str, v: Any, cfg: RunConfig) -> None:
         if not (_finite(v) and v >= 0):
-            raise ConfigError(f"{key}={v!r} must be a finite number >= 0; {fix}")
+            raise ConfigError(f"{key}={v!r} must be {what} >= 0; {fix}")
     return check
 
 
@@ -165,7 +165,7 @@ class RunConfig:
     data_dir: str | None = setting(None, "folder holding the IDX/CIFAR files for mnist, fashion_mnist, cifar10",
                                    resumable=True)
     seed: int = setting(0, "random seed for data split, initial weights, shuffling and perturbations "
-                           "(integer >= 0)", check=at_least_zero("set e.g. seed = 0"))
+                           "(integer >= 0)", check=at_least_zero("set e.g. seed = 0", "an integer"))
     rho: float = setting(0.3, "pairwise input correlation of the 'correlated' dataset", check=_correlation)
     n_features: int = setting(64, "number of input features of the 'correlated' dataset", check=positive("64"))
     n_samples: int = setting(5000, "number of samples of the 'correlated' dataset", check=positive("5000"))
@@ -214,7 +214,7 @@ class RunConfig:
                                               "unit (default: per layer from the first batch)", check=_power_of_two)
     cosim_record: int = setting(10_000, "fixed numerics: record the first K samples each unit sees for 'cosim "
                                         "check' (0 = off)",
-                                check=at_least_zero("it is the number of samples to record; 0 = off"),
+                                check=at_least_zero("it is the number of samples to record; 0 = off", "an integer"),
                                 resumable=True)
     # optimisation
     optimizer: str = setting("adam", f"weight optimiser (float backend): {' or '.join(OPTIMIZERS)}",
@@ -248,7 +248,7 @@ class RunConfig:
                                        resumable=True)
     fidelity_steps: int = setting(10, "analog NP: steps per epoch whose pulsed update is compared with the exact "
                                       "one (>= 0)",
-                                  check=at_least_zero("0 skips the fidelity check"), resumable=True)
+                                  check=at_least_zero("0 skips the fidelity check", "an integer"), resumable=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of every field (tuples become lists; ``device``/``io`` deep-copied)."""

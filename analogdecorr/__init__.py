@@ -2,8 +2,9 @@
 for FPGAs.
 
 The float reference (``Decorrelator``, ``DecorLinear``, ``DecorConv2d``, ``build_model``, ``train``) imports only
-torch; the analog backend (``analogdecorr.backends.analog``, aihwkit) and the hardware side
-(``analogdecorr.fixed``, ``analogdecorr.hdl``) are imported when used.
+torch; ``DecorLinear`` and ``DecorConv2d`` are the layers ``build_model`` stacks and ``train`` trains. The analog
+backend (``analogdecorr.backends.analog``, aihwkit) and the hardware side (``analogdecorr.fixed``,
+``analogdecorr.hdl``) are imported when used.
 
 Every name below is imported on first use (PEP 562), so ``import analogdecorr`` (which any ``analogdecorr.x``
 import runs first) costs nothing: ``analogdecorr hdl ...`` never loads torch.

@@ -4,11 +4,15 @@ A checkpoint is a dict of tensors, plain Python values (dict/list/tuple/str/int/
 state_dicts. Before saving, numpy arrays become tensors and numpy scalars Python numbers, so no custom class
 is pickled and loading never executes code from the file. The dict must hold a ``"fingerprint"``
 (``RunConfig.fingerprint()``): :func:`load_checkpoint` refuses to resume from a checkpoint written by a
-different configuration.
+different configuration, and names the keys that differ (:func:`differing_keys`, :func:`describe_difference`).
+Which fields may differ (the run length, where it is written ...) each RunConfig field declares itself
+(``resumable``, ``config.RESUMABLE_CHANGES``): they are not in the fingerprint.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import pickle
 import re
 import zipfile
@@ -20,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import describe_difference, differing_keys
+from .atomic import atomic_write
+from .config import RunConfig, to_plain
 from .errors import ConfigError, DataError
-from .results import atomic_write
 
 FORMAT_KEY = "analogdecorr_checkpoint"
 FORMAT_VERSION = 1
@@ -122,6 +126,55 @@ def load_checkpoint(path: str | Path, expected_fingerprint: Mapping[str, Any] | 
                 "or choose another --out to start a new run"
             )
     return state
+
+
+# ------------------------------------------------------------------------------------------ resume diffing
+#: What a field added later meant in checkpoints written before it existed (when that is not its default): runs
+#: before the validation split trained on the whole training set.
+BEFORE_FIELD_EXISTED: dict[str, Any] = {"val_frac": 0.0}
+
+
+def differing_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Keys whose values differ between two fingerprints (a key missing on one side counts as different,
+    except a key absent from ``saved`` whose current value is the default, i.e. a field added later)."""
+    defaults = {**RunConfig().to_dict(), **BEFORE_FIELD_EXISTED}
+    a, b = to_plain(dict(saved)), to_plain(dict(current))
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        if k in a and k in b:
+            if not _same(a[k], b[k]):
+                keys.append(k)
+        elif k in b and k in defaults and _same(b[k], defaults[k]):
+            continue
+        else:
+            keys.append(k)
+    return keys
+
+
+def describe_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """Human-readable list of the differing keys: ``"lr: 0.001 (checkpoint) vs 0.0001 (now); rule: ..."``."""
+    missing = object()
+    a, b = to_plain(dict(saved)), to_plain(dict(current))
+    parts = []
+    for k in differing_keys(saved, current):
+        old, new = a.get(k, missing), b.get(k, missing)
+        old_s = "absent" if old is missing else json.dumps(old, allow_nan=True)
+        new_s = "absent" if new is missing else json.dumps(new, allow_nan=True)
+        parts.append(f"{k}: {old_s} (checkpoint) vs {new_s} (now)")
+    return "; ".join(parts)
+
+
+def _same(x: Any, y: Any) -> bool:
+    """Equality for plain config values: 1 == 1.0, NaN == NaN, but True != 1."""
+    if isinstance(x, bool) or isinstance(y, bool):
+        return isinstance(x, bool) and isinstance(y, bool) and x == y
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+        return x == y or (math.isnan(x) and math.isnan(y))
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_same(p, q) for p, q in zip(x, y, strict=True))
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    return type(x) is type(y) and x == y
 
 
 # The contract's short names.

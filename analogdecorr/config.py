@@ -1,7 +1,14 @@
-"""Run configuration: defaults, TOML loading, precedence (flags > file > defaults) and validation.
+"""Run configuration: one declaration per field, TOML in and out, precedence (flags > file > defaults), checks.
 
-Every problem raises :class:`~analogdecorr.errors.ConfigError` with a message that names the key, the bad
-value and the fix, so the CLI can print it as one line.
+Every :class:`RunConfig` field is declared once, with :func:`setting`: its type (the annotation, which picks how
+a TOML value or a command-line string is coerced), its default, one line of help, its choices (imported from
+the module that implements them) and its check. The CLI flags, :data:`FIELD_HELP`, :data:`CHOICES`,
+:func:`validate` and :meth:`RunConfig.fingerprint` all read those declarations.
+
+A backend may start from its own defaults (``backends.base.DEFAULTS``: the analog backend's pulsed SGD);
+checkpoint.py compares the fingerprints of a run and its resumption. Every problem raises
+:class:`~analogdecorr.errors.ConfigError` with a message that names the key, the bad value and the fix, so the
+CLI can print it as one line.
 """
 
 from __future__ import annotations
@@ -12,53 +19,140 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
+from .backends.base import BACKENDS
+from .backends.base import DEFAULTS as BACKEND_DEFAULTS
+from .backends.float import OPTIMIZERS
 from .choices import check_choice, choice_message
+from .data import DATASETS
+from .decor import CENTRINGS
 from .errors import ConfigError
+from .fixed.format import ROUNDING_MODES
+from .models import ACTIVATIONS, DECOR_NUMERICS, DECORS, MODELS
+from .rules import RULES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-try:  # the data module owns the list of datasets; fall back while it is absent
-    from .data import DATASETS
-except ImportError:  # pragma: no cover - only before data.py exists
-    DATASETS = ("digits", "mnist1d", "correlated", "mnist", "fashion_mnist", "cifar10")
-
-RULES = ("bp", "fa", "dfa", "np")
-DECORS = ("none", "scaled", "offdiag", "whiten", "kappa", "centre")
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu")
-OPTIMIZERS = ("adam", "sgd")
+#: The lr schedules train.lr_factor implements (listed here because train imports this module).
 LR_SCHEDULES = ("constant", "cosine", "step", "exponential")
-BACKENDS = ("float", "analog")
-MODELS = ("mlp", "conv")
-DECOR_NUMERICS = ("float", "fixed")
-#: Decorrelation rules the fixed-point unit implements (``decor_numerics = "fixed"``).
-UNIT_DECORS = ("offdiag", "whiten")
-UNIT_ROUNDINGS = ("trunc", "half_up", "half_even", "stochastic")
-DECOR_CENTRINGS = ("batch", "running")  # decor.CENTRINGS
 
-#: Fields with a fixed set of values (the CLI may show these as choices).
-CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": tuple(DATASETS),
-    "model": MODELS,
-    "activation": ACTIVATIONS,
-    "rule": RULES,
-    "decor": DECORS,
-    "optimizer": OPTIMIZERS,
-    "lr_schedule": LR_SCHEDULES,
-    "backend": BACKENDS,
-    "decor_numerics": DECOR_NUMERICS,
-    "decor_centring": DECOR_CENTRINGS,
-    "unit_rounding": UNIT_ROUNDINGS,
-}
+#: A field's check: ``check(key, value, cfg)`` raises ConfigError (key, value, fix) if ``value`` is invalid.
+Check = Callable[[str, Any, "RunConfig"], None]
 
 
+def setting(default: Any, help: str, *, choices: Sequence[str] | None = None, check: Check | None = None,
+            resumable: bool = False) -> Any:
+    """Declare a RunConfig field: default, one-line ``help`` (for --help), the valid ``choices`` (None: any
+    value of the field's type), a ``check`` of its value, and whether it may change on ``--resume``
+    (``resumable``: the run length, where it is written, and settings that do not touch the training
+    trajectory)."""
+    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None, "check": check,
+                "resumable": resumable}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --------------------------------------------------------------------------------------------- checks
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def positive(example: str) -> Check:
+    """A finite number > 0."""
+    def check(key: str, v: Any, cfg: RunConfig) -> None:
+        if not (_finite(v) and v > 0):
+            raise ConfigError(f"{key}={v!r} must be a finite number > 0; set e.g. {key} = {example}")
+    return check
+
+
+def at_least_zero(fix: str, what: str = "a finite number") -> Check:
+    """``what`` (a finite number, an integer) >= 0; ``fix`` says what 0 means or what to set."""
+    def check(key: str, v: Any, cfg: RunConfig) -> None:
+        if not (_finite(v) and v >= 0):
+            raise ConfigError(f"{key}={v!r} must be {what} >= 0; {fix}")
+    return check
+
+
+def within(interval: str, fix: str) -> Check:
+    """A finite number in ``interval``, written as in maths: "(0, 1]", "[0, 1)"; ``fix`` ends the message."""
+    m = re.fullmatch(r"([\[(])\s*([^,]+),\s*([^\])]+)([\])])", interval)
+    assert m, interval
+    lo, hi = float(m.group(2)), float(m.group(3))
+    lo_open, hi_open = m.group(1) == "(", m.group(4) == ")"
+
+    def check(key: str, v: Any, cfg: RunConfig) -> None:
+        inside = _finite(v) and (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
+        if not inside:
+            raise ConfigError(f"{key}={v!r} must be in {interval}{fix}")
+    return check
+
+
+def _layer_widths(key: str, widths: tuple[int, ...], cfg: RunConfig) -> None:
+    if len(widths) == 0:
+        raise ConfigError(
+            f"{key} is empty: the network needs at least one hidden layer (depth >= 1); "
+            f"give widths such as {key} = [1000, 1000]"
+        )
+    bad = [w for w in widths if w <= 0]
+    if bad:
+        raise ConfigError(f"{key}={list(widths)} has width {bad[0]} <= 0; every layer width must be >= 1")
+
+
+def _correlation(key: str, rho: float, cfg: RunConfig) -> None:
+    """rho is finite; for the 'correlated' dataset inside the interval where the correlation matrix is positive
+    definite, which depends on n_features."""
+    if not math.isfinite(rho):
+        raise ConfigError(f"rho={rho!r} must be a finite correlation; set e.g. rho = 0.3")
+    if cfg.dataset == "correlated":
+        lo = -1.0 / (cfg.n_features - 1) if cfg.n_features > 1 else -1.0
+        if not lo < rho < 1:
+            raise ConfigError(
+                f"rho={rho!r} is outside ({lo:.4g}, 1) for n_features={cfg.n_features}: only there is "
+                "the correlation matrix positive definite; choose rho in that open interval, e.g. 0.3"
+            )
+
+
+def _not_empty(fix: str) -> Check:
+    def check(key: str, v: str, cfg: RunConfig) -> None:
+        if not v:
+            raise ConfigError(f"{key} is empty; {fix}")
+    return check
+
+
+def _drift_times(key: str, times: tuple[float, ...], cfg: RunConfig) -> None:
+    bad = [t for t in times if not (math.isfinite(t) and t > 0)]
+    if bad:
+        raise ConfigError(
+            f"{key} has {bad[0]!r}; every time must be a finite number of seconds > 0 "
+            "(use an empty list [] to skip the drift evaluation)"
+        )
+
+
+def _table(key: str, v: Any, cfg: RunConfig) -> None:
+    if not isinstance(v, dict):
+        raise ConfigError(f"{key} must be a table of parameters (a [{key}] section in TOML)")
+
+
+def _power_of_two(key: str, s: float | None, cfg: RunConfig) -> None:
+    if s is not None and not (math.isfinite(s) and s > 0 and math.frexp(s)[0] == 0.5):
+        good = 2.0 ** round(math.log2(s)) if math.isfinite(s) and s > 0 else 1.0
+        raise ConfigError(
+            f"{key}={s!r} must be a power of two > 0 (the unit maps activations by a shift); "
+            f"use e.g. {key} = {good:g}, or leave it unset to choose it from the first batch"
+        )
+
+
+# ------------------------------------------------------------------------------------------- the fields
 @dataclass(frozen=True)
 class RunConfig:
     """One training run. Defaults are the README's main job (NP + scaled decorrelation, 4×1000 MLP, digits).
@@ -68,122 +162,116 @@ class RunConfig:
     """
 
     # data
-    dataset: str = "digits"
-    data_dir: str | None = None
-    seed: int = 0
-    rho: float = 0.3
-    n_features: int = 64
-    n_samples: int = 5000
-    val_frac: float = 0.1
+    dataset: str = setting("digits", f"dataset: {', '.join(DATASETS)}", choices=DATASETS)
+    data_dir: str | None = setting(None, "folder holding the IDX/CIFAR files for mnist, fashion_mnist, cifar10",
+                                   resumable=True)
+    seed: int = setting(0, "random seed for data split, initial weights, shuffling and perturbations "
+                           "(integer >= 0)", check=at_least_zero("set e.g. seed = 0", "an integer"))
+    rho: float = setting(0.3, "pairwise input correlation of the 'correlated' dataset", check=_correlation)
+    n_features: int = setting(64, "number of input features of the 'correlated' dataset", check=positive("64"))
+    n_samples: int = setting(5000, "number of samples of the 'correlated' dataset", check=positive("5000"))
+    val_frac: float = setting(
+        0.1, "fraction of the training set held out (seeded) for validation, in [0, 1); 0 disables it",
+        check=within("[0, 1)", ": the fraction of the training set held out for validation; set e.g. "
+                     "val_frac = 0.1 (0 disables the validation split)"))
     # model
-    model: str = "mlp"
-    hidden: tuple[int, ...] = (1000, 1000, 1000, 1000)
-    activation: str = "leaky_relu"
-    conv_channels: tuple[int, ...] = (16, 32)
+    model: str = setting("mlp", f"network type: {' or '.join(MODELS)}", choices=MODELS)
+    hidden: tuple[int, ...] = setting((1000, 1000, 1000, 1000),
+                                      "hidden layer widths of the MLP, e.g. 1000,1000,1000,1000",
+                                      check=_layer_widths)
+    activation: str = setting("leaky_relu", f"hidden activation: {', '.join(ACTIVATIONS)}", choices=ACTIVATIONS)
+    conv_channels: tuple[int, ...] = setting((16, 32), "output channels of the conv layers, e.g. 16,32",
+                                             check=_layer_widths)
     # learning rule and decorrelation
-    rule: str = "np"
-    decor: str = "scaled"
-    decor_lr: float = 1e-4
-    sample_frac: float = 0.1
-    scale_free: bool = False
-    kappa: float = 0.5
-    decor_centring: str = "batch"
-    # fixed-point decorrelation (co-simulation of the FPGA unit; None = derived, see analogdecorr.cosim.unit)
-    decor_numerics: str = "float"
-    unit: str | None = None
-    unit_width: int = 16
-    unit_frac: int | None = None
-    unit_r_width: int | None = None
-    unit_r_frac: int | None = None
-    unit_shift: int | None = None
-    unit_rounding: str = "half_even"
-    unit_centre_shift: int | None = None
-    decor_scale: float | None = None
-    cosim_record: int = 10_000
+    rule: str = setting("np", "learning rule: bp (backprop), fa (feedback alignment), dfa (direct FA), "
+                              "np (node perturbation)", choices=RULES)
+    decor: str = setting("scaled", f"decorrelation before every layer: {', '.join(DECORS)} (centre: R = I)",
+                         choices=DECORS)
+    decor_lr: float = setting(1e-4, "learning rate of the decorrelation matrices R (> 0)", check=positive("1e-4"))
+    sample_frac: float = setting(
+        0.1, "fraction of each batch used for the R update, in (0, 1]",
+        check=within("(0, 1]", ": it is the fraction of each batch used to update R; set e.g. sample_frac = 0.1"))
+    scale_free: bool = setting(False, "divide the decorrelation step by the mean activity so it does not grow "
+                                      "with it")
+    kappa: float = setting(0.5, "weight of the variance term in the 'kappa' decorrelation rule, in [0, 1]",
+                           check=within("[0, 1]", "; set e.g. kappa = 0.5"))
+    decor_centring: str = setting("batch", "centring in training: batch (batch mean) or running (running mean: the "
+                                  "FPGA unit's form)", choices=CENTRINGS)
+    # fixed-point decorrelation (co-simulation of the FPGA unit; None = derived, see analogdecorr.cosim.unit;
+    # the format and the rule are checked where the units are built, cosim.unit.plan, which names the field)
+    decor_numerics: str = setting("float", "decorrelation arithmetic: float (torch) or fixed (the FPGA unit's "
+                                           "integer model, bit-exact)", choices=DECOR_NUMERICS)
+    unit: str | None = setting(None, "fixed numerics: an exported unit folder whose manifest.json gives the "
+                                     "format (else the --unit-* flags)")
+    unit_width: int = setting(16, "fixed numerics: data word width W in bits (8..18)")
+    unit_frac: int | None = setting(None, "fixed numerics: fraction bits F of the data words (default W - 4)")
+    unit_r_width: int | None = setting(None, "fixed numerics: R word width W_R (default r_frac + W - F)")
+    unit_r_frac: int | None = setting(None, "fixed numerics: R fraction bits F_R (default shift + 8)")
+    unit_shift: int | None = setting(None, "fixed numerics: per-sample update eta = 2^-shift (default: from "
+                                           "decor_lr, see README)")
+    unit_rounding: str = setting("half_even", f"fixed numerics: rounding mode, one of {', '.join(ROUNDING_MODES)}",
+                                 choices=ROUNDING_MODES)
+    unit_centre_shift: int | None = setting(None, "fixed numerics: the unit's running-mean momentum 2^-m, 0 = off "
+                                                  "(default: float's per learning sample)")
+    decor_scale: float | None = setting(None, "fixed numerics: power-of-two scale of every layer's input into the "
+                                              "unit (default: per layer from the first batch)", check=_power_of_two)
+    cosim_record: int = setting(10_000, "fixed numerics: record the first K samples each unit sees for 'cosim "
+                                        "check' (0 = off)",
+                                check=at_least_zero("it is the number of samples to record; 0 = off", "an integer"),
+                                resumable=True)
     # optimisation
-    optimizer: str = "adam"
-    lr: float = 1e-4
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"
-    sigma: float = 1e-3
-    batch_size: int = 64
-    epochs: int = 10
-    out: str = "runs/default"
+    optimizer: str = setting("adam", f"weight optimiser (float backend): {' or '.join(OPTIMIZERS)}",
+                             choices=OPTIMIZERS)
+    lr: float = setting(1e-4, "learning rate of the weights (> 0)", check=positive("1e-4"))
+    momentum: float = setting(0.0, "SGD momentum, in [0, 1)",
+                              check=within("[0, 1)", "; set e.g. momentum = 0.9 (or 0)"))
+    weight_decay: float = setting(0.0, "L2 weight decay (>= 0)", check=at_least_zero("0 disables it"))
+    lr_schedule: str = setting("constant", f"learning-rate schedule over the epochs: {', '.join(LR_SCHEDULES)}",
+                               choices=LR_SCHEDULES)
+    sigma: float = setting(1e-3, "node-perturbation noise std added to every pre-activation (> 0)",
+                           check=positive("1e-3"))
+    batch_size: int = setting(64, "samples per batch (> 0)", check=positive("64"))
+    epochs: int = setting(10, "number of epochs (> 0); may be raised on --resume", check=positive("10"),
+                          resumable=True)
+    out: str = setting("runs/default", "run folder for results.json, checkpoint.pt and plots",
+                       check=_not_empty("give the run folder, e.g. out = \"runs/np_scaled\""), resumable=True)
     # analog backend
-    backend: str = "float"
-    preset: str = "IdealizedPreset"
-    device: dict = field(default_factory=dict)
-    io: dict = field(default_factory=dict)
-    drift_times: tuple[float, ...] = (1, 3600, 86400, 2592000, 31536000)
-    drift_compensation: bool = True
-    fidelity_steps: int = 10
+    backend: str = setting("float", "where the weights live: float (torch) or analog (aihwkit tiles)",
+                           choices=BACKENDS)
+    preset: str = setting("IdealizedPreset", "aihwkit device preset for the analog backend (see `analogdecorr "
+                                             "presets`)",
+                          check=_not_empty("give an aihwkit preset name such as \"IdealizedPreset\""))
+    device: dict = setting({}, "aihwkit device parameters overriding the preset's (a table)", check=_table)
+    io: dict = setting({}, "aihwkit forward/backward IO parameters, e.g. out_noise (a table)", check=_table)
+    drift_times: tuple[float, ...] = setting(
+        (1, 3600, 86400, 2592000, 31536000),
+        "seconds after programming at which analog accuracy is evaluated, e.g. 1,3600,86400",
+        check=_drift_times, resumable=True)
+    drift_compensation: bool = setting(True, "apply aihwkit's global drift compensation in the drift evaluation",
+                                       resumable=True)
+    fidelity_steps: int = setting(10, "analog NP: steps per epoch whose pulsed update is compared with the exact "
+                                      "one (>= 0)",
+                                  check=at_least_zero("0 skips the fidelity check", "an integer"), resumable=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of every field (tuples become lists; ``device``/``io`` deep-copied)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def fingerprint(self) -> dict[str, Any]:
-        """The fields that must be equal to ``--resume`` a run: all but :data:`RESUMABLE_CHANGES`."""
+        """The fields that must be equal to ``--resume`` a run: all but the resumable ones
+        (:data:`RESUMABLE_CHANGES`); checkpoint.py compares two fingerprints."""
         return {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES}
 
 
-#: Fields that may differ between a run and its resumption: the run length, where it is written, where the
-#: data files live, and post-training/diagnostic settings that do not touch the training trajectory.
-RESUMABLE_CHANGES = frozenset(
-    {"epochs", "out", "data_dir", "drift_times", "drift_compensation", "fidelity_steps", "cosim_record"}
-)
-
-#: One line of help per field (used by the CLI's --help).
-FIELD_HELP: dict[str, str] = {
-    "dataset": f"dataset: {', '.join(DATASETS)}",
-    "data_dir": "folder holding the IDX/CIFAR files for mnist, fashion_mnist, cifar10",
-    "seed": "random seed for data split, initial weights, shuffling and perturbations (integer >= 0)",
-    "rho": "pairwise input correlation of the 'correlated' dataset",
-    "n_features": "number of input features of the 'correlated' dataset",
-    "n_samples": "number of samples of the 'correlated' dataset",
-    "val_frac": "fraction of the training set held out (seeded) for validation, in [0, 1); 0 disables it",
-    "model": "network type: mlp or conv",
-    "hidden": "hidden layer widths of the MLP, e.g. 1000,1000,1000,1000",
-    "activation": f"hidden activation: {', '.join(ACTIVATIONS)}",
-    "conv_channels": "output channels of the conv layers, e.g. 16,32",
-    "rule": "learning rule: bp (backprop), fa (feedback alignment), dfa (direct FA), np (node perturbation)",
-    "decor": f"decorrelation rule before every layer: {', '.join(DECORS)} ('centre': demeaning only, R = I)",
-    "decor_lr": "learning rate of the decorrelation matrices R (> 0)",
-    "sample_frac": "fraction of each batch used for the R update, in (0, 1]",
-    "scale_free": "divide the decorrelation step by the mean activity so it does not grow with it",
-    "kappa": "weight of the variance term in the 'kappa' decorrelation rule, in [0, 1]",
-    "decor_centring": "centring in training: batch (batch mean) or running (running mean: the FPGA unit's form)",
-    "decor_numerics": "decorrelation arithmetic: float (torch) or fixed (the FPGA unit's integer model, bit-exact)",
-    "unit": "fixed numerics: an exported unit folder whose manifest.json gives the format (else the --unit-* flags)",
-    "unit_width": "fixed numerics: data word width W in bits (8..18)",
-    "unit_frac": "fixed numerics: fraction bits F of the data words (default W - 4)",
-    "unit_r_width": "fixed numerics: R word width W_R (default r_frac + W - F)",
-    "unit_r_frac": "fixed numerics: R fraction bits F_R (default shift + 8)",
-    "unit_shift": "fixed numerics: per-sample update eta = 2^-shift (default: from decor_lr, see README)",
-    "unit_rounding": f"fixed numerics: rounding mode, one of {', '.join(UNIT_ROUNDINGS)}",
-    "unit_centre_shift": "fixed numerics: the unit's running-mean momentum 2^-m, 0 = off (default: float's per "
-    "learning sample)",
-    "decor_scale": "fixed numerics: power-of-two scale of every layer's input into the unit (default: per layer "
-    "from the first batch)",
-    "cosim_record": "fixed numerics: record the first K samples each unit sees for 'cosim check' (0 = off)",
-    "optimizer": "weight optimiser (float backend): adam or sgd",
-    "lr": "learning rate of the weights (> 0)",
-    "momentum": "SGD momentum, in [0, 1)",
-    "weight_decay": "L2 weight decay (>= 0)",
-    "lr_schedule": f"learning-rate schedule over the epochs: {', '.join(LR_SCHEDULES)}",
-    "sigma": "node-perturbation noise std added to every pre-activation (> 0)",
-    "batch_size": "samples per batch (> 0)",
-    "epochs": "number of epochs (> 0); may be raised on --resume",
-    "out": "run folder for results.json, checkpoint.pt and plots",
-    "backend": "where the weights live: float (torch) or analog (aihwkit tiles)",
-    "preset": "aihwkit device preset for the analog backend (see `analogdecorr presets`)",
-    "device": "aihwkit device parameters overriding the preset's (a table)",
-    "io": "aihwkit forward/backward IO parameters, e.g. out_noise (a table)",
-    "drift_times": "seconds after programming at which analog accuracy is evaluated, e.g. 1,3600,86400",
-    "drift_compensation": "apply aihwkit's global drift compensation in the drift evaluation",
-    "fidelity_steps": "analog NP: steps per epoch whose pulsed update is compared with the exact one (>= 0)",
-}
+_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+_FIELD_NAMES = tuple(_FIELDS)
+#: One line of help per field (the CLI's --help).
+FIELD_HELP: dict[str, str] = {name: f.metadata["help"] for name, f in _FIELDS.items()}
+#: Fields with a fixed set of values, and those values.
+CHOICES: dict[str, tuple[str, ...]] = {name: f.metadata["choices"] for name, f in _FIELDS.items()
+                                       if f.metadata["choices"] is not None}
+#: Fields that may differ between a run and its resumption (``resumable=True``).
+RESUMABLE_CHANGES = frozenset(name for name, f in _FIELDS.items() if f.metadata["resumable"])
 
 
 # ----------------------------------------------------------------------------------------------- TOML
@@ -220,105 +308,28 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def to_toml(cfg: RunConfig) -> str:
-    """``cfg`` as TOML text that :func:`load_toml` + :func:`resolve` turn back into an equal RunConfig."""
-    lines: list[str] = []
-    tables: list[tuple[str, dict]] = []
-    for key, value in cfg.to_dict().items():
-        if value is None:
-            continue  # TOML has no null: an absent key means the default (None)
-        if isinstance(value, dict):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for name, table in tables:
-        _toml_table(name, table, lines)
-    return "\n".join(lines) + "\n"
+    """``cfg`` as TOML text that :func:`load_toml` + :func:`resolve` turn back into an equal RunConfig.
+
+    TOML has no null: keys whose value is None (the default of every optional field) are left out."""
+    try:
+        return tomli_w.dumps(_without_none(cfg.to_dict()))
+    except TypeError as e:  # e.g. a null inside a list of a device table
+        raise ConfigError(f"cannot write this configuration as TOML ({e}); drop that value") from None
 
 
-def _toml_table(name: str, table: dict, lines: list[str]) -> None:
-    lines.append("")
-    lines.append(f"[{name}]")
-    subtables = []
-    for k, v in table.items():
-        if isinstance(v, dict):
-            subtables.append((f"{name}.{_toml_key(k)}", v))
-        elif v is not None:
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-    for sub_name, sub in subtables:
-        _toml_table(sub_name, sub, lines)
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
-
-
-def _toml_string(text: str) -> str:
-    """A TOML basic string: escape quote, backslash and control characters; keep other Unicode as is."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        text = repr(v)
-        return text if any(c in text for c in ".en") else text + ".0"
-    if isinstance(v, str):
-        return _toml_string(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise ConfigError(f"cannot write {type(v).__name__} value {v!r} as TOML")
+def _without_none(table: dict[str, Any]) -> dict[str, Any]:
+    return {k: _without_none(v) if isinstance(v, dict) else v for k, v in table.items() if v is not None}
 
 
 # -------------------------------------------------------------------------------------------- resolve
-# Defaults that differ on the analog backend, used for every key the user does not set. The tiles are trained
-# by their own pulsed SGD (no Adam on a crossbar), so the learning rate is an SGD rate, and NP's σ must exceed
-# the forward read noise. Chosen with sims/reproduce_analog.py (sims/README_analog.md has the sweeps):
-# - lr 0.02, cosine schedule, pulsed weight decay 1e-2: NP learns twice as fast as at 0.01 and, with the
-#   decorrelation below, no NP row on an ideal-IO device loses more than 3 points from its best epoch.
-# - decor "offdiag" at decor_lr 3e-5: the paper's `scaled` rule pins ‖z‖ to the raw (uncentred) ‖x‖, which
-#   inflates hidden-layer z and with it every NP update; on bounded pulsed devices (ConstantStep) that random-
-#   walked |W| into the bounds and collapsed NP+decor at lr 0.02 (.35 → .16). offdiag has no such scale and at
-#   3e-5 stays stable on fp, Idealized, ConstantStep and EcRAM while still lowering the inputs' mean
-#   |off-diagonal correlation| (mnist1d layer 1: .20 → .11). `--decor scaled` remains available.
-# - sigma 0.3: with the presets' noisy IO, sigma 0.1 sits too close to the read noise (NP+decor on digits/EcRAM
-#   peaked at .48 and fell to .35) while 0.3 reached .82/.79 (best/last); on ideal IO 0.1 and 0.3 are alike.
-ANALOG_DEFAULTS: dict[str, Any] = {
-    "optimizer": "sgd",
-    "lr": 0.02,
-    "lr_schedule": "cosine",
-    "weight_decay": 1e-2,
-    "sigma": 0.3,
-    "decor": "offdiag",
-    "decor_lr": 3e-5,
-    "hidden": (100,),
-    "epochs": 50,
-    "out": "runs/analog",
-}
-
-
 def resolve(file_values: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """Validated RunConfig from defaults < ``file_values`` (TOML) < ``overrides`` (CLI; None = not given).
+    """Validated RunConfig from defaults < backend defaults < ``file_values`` (TOML) < ``overrides`` (CLI;
+    None = not given).
 
     Keys may use '-' or '_'. Values are coerced (e.g. ``hidden="1000,1000"`` → ``(1000, 1000)``,
     ``"1e-4"`` → 1e-4, ``3`` for a float). Unknown keys, wrong types and invalid values raise ConfigError
-    naming the key and the fix.
+    naming the key and the fix. The backend's defaults (``backends.base.DEFAULTS``) fill every key neither
+    source sets.
     """
     merged: dict[str, Any] = {}
     for source, values in (("config file", file_values or {}), ("overrides", overrides or {})):
@@ -326,16 +337,14 @@ def resolve(file_values: Mapping[str, Any] | None, overrides: Mapping[str, Any] 
             raise ConfigError(f"{source} must be a table of key = value pairs, got {type(values).__name__}")
         for raw_key, value in values.items():
             key = str(raw_key).replace("-", "_")
-            if key not in _FIELD_NAMES:
+            if key not in _FIELDS:
                 raise ConfigError(choice_message(raw_key, _FIELD_NAMES, "config key", f" in the {source}"))
             if value is None:
                 continue  # not given: keep the lower-precedence value
             merged[key] = value
-    backend = str(merged.get("backend", RunConfig.backend)).lower()
-    if backend == "analog":  # analog runs start from their own defaults (pulsed SGD, σ above read noise)
-        merged = {**ANALOG_DEFAULTS, **merged}
-    coerced = {key: _COERCE[key](key, value) for key, value in merged.items()}
-    cfg = RunConfig(**coerced)
+    backend = _as_choice("backend", merged["backend"]) if "backend" in merged else RunConfig.backend
+    merged = {**BACKEND_DEFAULTS.get(backend, {}), **merged}
+    cfg = RunConfig(**{key: _COERCE[key](key, value) for key, value in merged.items()})
     validate(cfg)
     return cfg
 
@@ -343,6 +352,17 @@ def resolve(file_values: Mapping[str, Any] | None, overrides: Mapping[str, Any] 
 def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Convenience: :func:`resolve` of the TOML file at ``path`` (none if None) with ``overrides``."""
     return resolve(load_toml(path) if path is not None else {}, overrides)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise ConfigError for the first invalid value in ``cfg``: a choice not among the field's choices, or a
+    value its check rejects (message: key, value, allowed range, fix)."""
+    for name, f in _FIELDS.items():
+        value = getattr(cfg, name)
+        if f.metadata["choices"] is not None:
+            check_choice(value, f.metadata["choices"], name)
+        if f.metadata["check"] is not None:
+            f.metadata["check"](name, value, cfg)
 
 
 # --------------------------------------------------------------------------------------------- coercion
@@ -382,6 +402,10 @@ def _as_float(key: str, v: Any) -> float:
     raise ConfigError(f"{key} must be a number, got {v!r}; write e.g. {key} = 0.001")
 
 
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False,
+               "0": False}
+
+
 def _as_bool(key: str, v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -392,20 +416,17 @@ def _as_bool(key: str, v: Any) -> bool:
     raise ConfigError(f"{key} must be true or false, got {v!r}")
 
 
-_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True}
-_BOOL_WORDS.update({"false": False, "no": False, "off": False, "0": False})
+def _unset(v: Any) -> bool:
+    """A command-line spelling of "not set" for an optional field."""
+    return isinstance(v, str) and v.strip().lower() in ("", "auto", "none")
 
 
 def _as_optional_int(key: str, v: Any) -> int | None:
-    if isinstance(v, str) and v.strip().lower() in ("", "auto", "none"):
-        return None
-    return _as_int(key, v)
+    return None if _unset(v) else _as_int(key, v)
 
 
 def _as_optional_float(key: str, v: Any) -> float | None:
-    if isinstance(v, str) and v.strip().lower() in ("", "auto", "none"):
-        return None
-    return _as_float(key, v)
+    return None if _unset(v) else _as_float(key, v)
 
 
 def _as_str(key: str, v: Any) -> str:
@@ -421,8 +442,7 @@ def _as_choice(key: str, v: Any) -> str:
 
 
 def _as_optional_str(key: str, v: Any) -> str | None:
-    s = _as_str(key, v)
-    return s or None
+    return _as_str(key, v) or None
 
 
 def _split_list(key: str, v: Any) -> list:
@@ -472,199 +492,38 @@ def _as_table(key: str, v: Any) -> dict:
     return copy.deepcopy(dict(v))
 
 
-_COERCE: dict[str, Callable[[str, Any], Any]] = {
-    "dataset": _as_choice,
-    "data_dir": _as_optional_str,
-    "seed": _as_int,
-    "rho": _as_float,
-    "n_features": _as_int,
-    "n_samples": _as_int,
-    "val_frac": _as_float,
-    "model": _as_choice,
-    "hidden": _int_tuple,
-    "activation": _as_choice,
-    "conv_channels": _int_tuple,
-    "rule": _as_choice,
-    "decor": _as_choice,
-    "decor_lr": _as_float,
-    "sample_frac": _as_float,
-    "scale_free": _as_bool,
-    "kappa": _as_float,
-    "decor_centring": _as_choice,
-    "decor_numerics": _as_choice,
-    "unit": _as_optional_str,
-    "unit_width": _as_int,
-    "unit_frac": _as_optional_int,
-    "unit_r_width": _as_optional_int,
-    "unit_r_frac": _as_optional_int,
-    "unit_shift": _as_optional_int,
-    "unit_rounding": _as_choice,
-    "unit_centre_shift": _as_optional_int,
-    "decor_scale": _as_optional_float,
-    "cosim_record": _as_int,
-    "optimizer": _as_choice,
-    "lr": _as_float,
-    "momentum": _as_float,
-    "weight_decay": _as_float,
-    "lr_schedule": _as_choice,
-    "sigma": _as_float,
-    "batch_size": _as_int,
-    "epochs": _as_int,
-    "out": _as_str,
-    "backend": _as_choice,
-    "preset": _as_str,
-    "device": _as_table,
-    "io": _as_table,
-    "drift_times": _float_tuple,
-    "drift_compensation": _as_bool,
-    "fidelity_steps": _as_int,
+#: How a value is coerced, by the field's annotation (choices are also lower-cased).
+_COERCE_BY_TYPE: dict[str, Callable[[str, Any], Any]] = {
+    "str": _as_str,
+    "str | None": _as_optional_str,
+    "int": _as_int,
+    "int | None": _as_optional_int,
+    "float": _as_float,
+    "float | None": _as_optional_float,
+    "bool": _as_bool,
+    "tuple[int, ...]": _int_tuple,
+    "tuple[float, ...]": _float_tuple,
+    "dict": _as_table,
 }
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
-assert set(_COERCE) == set(_FIELD_NAMES) == set(FIELD_HELP), "every field needs a coercer and a help line"
 
 
-# ------------------------------------------------------------------------------------------- validation
-def validate(cfg: RunConfig) -> None:
-    """Raise ConfigError for the first invalid value in ``cfg`` (message: key, value, allowed range, fix)."""
-    for key, choices in CHOICES.items():
-        check_choice(getattr(cfg, key), choices, key)
-
-    def positive(key: str, example: str) -> None:
-        v = getattr(cfg, key)
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ConfigError(f"{key}={v!r} must be a finite number > 0; set e.g. {key} = {example}")
-
-    for key, example in (("lr", "1e-4"), ("decor_lr", "1e-4"), ("sigma", "1e-3")):
-        positive(key, example)
-    for key, example in (("epochs", "10"), ("batch_size", "64"), ("n_features", "64"), ("n_samples", "5000")):
-        positive(key, example)
-    if not (math.isfinite(cfg.sample_frac) and 0 < cfg.sample_frac <= 1):
-        raise ConfigError(
-            f"sample_frac={cfg.sample_frac!r} must be in (0, 1]: it is the fraction of each batch used to "
-            "update R; set e.g. sample_frac = 0.1"
-        )
-    if not (math.isfinite(cfg.val_frac) and 0 <= cfg.val_frac < 1):
-        raise ConfigError(
-            f"val_frac={cfg.val_frac!r} must be in [0, 1): the fraction of the training set held out for "
-            "validation; set e.g. val_frac = 0.1 (0 disables the validation split)"
-        )
-    if not (math.isfinite(cfg.kappa) and 0 <= cfg.kappa <= 1):
-        raise ConfigError(f"kappa={cfg.kappa!r} must be in [0, 1]; set e.g. kappa = 0.5")
-    if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
-        raise ConfigError(f"weight_decay={cfg.weight_decay!r} must be a finite number >= 0; 0 disables it")
-    if not (math.isfinite(cfg.momentum) and 0 <= cfg.momentum < 1):
-        raise ConfigError(f"momentum={cfg.momentum!r} must be in [0, 1); set e.g. momentum = 0.9 (or 0)")
-    if cfg.seed < 0:
-        raise ConfigError(f"seed={cfg.seed} must be an integer >= 0")
-    if cfg.fidelity_steps < 0:
-        raise ConfigError(f"fidelity_steps={cfg.fidelity_steps} must be >= 0; 0 skips the fidelity check")
-    for key in ("hidden", "conv_channels"):
-        widths = getattr(cfg, key)
-        if len(widths) == 0:
-            raise ConfigError(
-                f"{key} is empty: the network needs at least one hidden layer (depth >= 1); "
-                f"give widths such as {key} = [1000, 1000]"
-            )
-        bad = [w for w in widths if w <= 0]
-        if bad:
-            raise ConfigError(f"{key}={list(widths)} has width {bad[0]} <= 0; every layer width must be >= 1")
-    if not math.isfinite(cfg.rho):
-        raise ConfigError(f"rho={cfg.rho!r} must be a finite correlation; set e.g. rho = 0.3")
-    if cfg.dataset == "correlated":
-        lo = -1.0 / (cfg.n_features - 1) if cfg.n_features > 1 else -1.0
-        if not lo < cfg.rho < 1:
-            raise ConfigError(
-                f"rho={cfg.rho!r} is outside ({lo:.4g}, 1) for n_features={cfg.n_features}: only there is "
-                "the correlation matrix positive definite; choose rho in that open interval, e.g. 0.3"
-            )
-    if not cfg.out:
-        raise ConfigError("out is empty; give the run folder, e.g. out = \"runs/np_scaled\"")
-    if not cfg.preset:
-        raise ConfigError("preset is empty; give an aihwkit preset name such as \"IdealizedPreset\"")
-    bad_t = [t for t in cfg.drift_times if not (math.isfinite(t) and t > 0)]
-    if bad_t:
-        raise ConfigError(
-            f"drift_times has {bad_t[0]!r}; every time must be a finite number of seconds > 0 "
-            "(use an empty list [] to skip the drift evaluation)"
-        )
-    for key in ("device", "io"):
-        if not isinstance(getattr(cfg, key), dict):
-            raise ConfigError(f"{key} must be a table of parameters (a [{key}] section in TOML)")
-    _validate_fixed(cfg)
+def _coercer(f: dataclasses.Field) -> Callable[[str, Any], Any]:
+    if f.metadata.get("choices") is not None:
+        return _as_choice
+    if f.type not in _COERCE_BY_TYPE:
+        raise TypeError(f"RunConfig.{f.name}: no coercion for type {f.type!r}; add it to _COERCE_BY_TYPE")
+    return _COERCE_BY_TYPE[f.type]
 
 
-def _validate_fixed(cfg: RunConfig) -> None:
-    """The fixed-numerics keys: a sane scale and record count (the format and the rule are checked where the
-    units are built, cosim.unit.plan, which names the offending field)."""
-    if cfg.cosim_record < 0:
-        raise ConfigError(f"cosim_record={cfg.cosim_record} must be >= 0 (samples to record; 0 = off)")
-    if cfg.decor_scale is not None:
-        s = cfg.decor_scale
-        if not (math.isfinite(s) and s > 0 and math.frexp(s)[0] == 0.5):
-            good = 2.0 ** round(math.log2(s)) if math.isfinite(s) and s > 0 else 1.0
-            raise ConfigError(
-                f"decor_scale={s!r} must be a power of two > 0 (the unit maps activations by a shift); "
-                f"use e.g. decor_scale = {good:g}, or leave it unset to choose it from the first batch"
-            )
-    # decor/scale_free against the unit's rules are checked where the units are built (cosim.unit.plan), so that a
-    # config may name decor_numerics = "fixed" before its decor.
+_COERCE = {name: _coercer(f) for name, f in _FIELDS.items()}
 
 
-# -------------------------------------------------------------------------------------------- resume
-#: What a field added later meant in checkpoints written before it existed (when that is not its default): runs
-#: before the validation split trained on the whole training set.
-BEFORE_FIELD_EXISTED: dict[str, Any] = {"val_frac": 0.0}
-
-
-def differing_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """Keys whose values differ between two fingerprints (a key missing on one side counts as different,
-    except a key absent from ``saved`` whose current value is the default, i.e. a field added later)."""
-    defaults = {**RunConfig().to_dict(), **BEFORE_FIELD_EXISTED}
-    a, b = _plain(dict(saved)), _plain(dict(current))
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        if k in a and k in b:
-            if not _same(a[k], b[k]):
-                keys.append(k)
-        elif k in b and k in defaults and _same(b[k], defaults[k]):
-            continue
-        else:
-            keys.append(k)
-    return keys
-
-
-def describe_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str:
-    """Human-readable list of the differing keys: ``"lr: 0.001 (checkpoint) vs 0.0001 (now); rule: ..."``."""
-    missing = object()
-    a, b = _plain(dict(saved)), _plain(dict(current))
-    parts = []
-    for k in differing_keys(saved, current):
-        old, new = a.get(k, missing), b.get(k, missing)
-        old_s = "absent" if old is missing else json.dumps(old, allow_nan=True)
-        new_s = "absent" if new is missing else json.dumps(new, allow_nan=True)
-        parts.append(f"{k}: {old_s} (checkpoint) vs {new_s} (now)")
-    return "; ".join(parts)
-
-
-def _same(x: Any, y: Any) -> bool:
-    """Equality for plain config values: 1 == 1.0, NaN == NaN, but True != 1."""
-    if isinstance(x, bool) or isinstance(y, bool):
-        return isinstance(x, bool) and isinstance(y, bool) and x == y
-    if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-        return x == y or (math.isnan(x) and math.isnan(y))
-    if isinstance(x, list) and isinstance(y, list):
-        return len(x) == len(y) and all(_same(p, q) for p, q in zip(x, y, strict=True))
-    if isinstance(x, dict) and isinstance(y, dict):
-        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
-    return type(x) is type(y) and x == y
-
-
-def _plain(v: Any) -> Any:
-    """Tuples → lists, dicts deep-copied: the JSON/TOML/torch.save-safe form of a config value."""
+def to_plain(v: Any) -> Any:
+    """Tuples → lists, dicts deep-copied, Paths → str: the JSON/TOML/torch.save-safe form of a config value."""
     if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
+        return [to_plain(x) for x in v]
     if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {str(k): to_plain(x) for k, x in v.items()}
     if isinstance(v, Path):
         return str(v)
     return v

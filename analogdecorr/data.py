@@ -20,7 +20,6 @@ import numbers
 import os
 import pickle
 import random
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .atomic import atomic_write
 from .choices import check_choice
 from .errors import ConfigError, DataError
 
@@ -455,25 +455,12 @@ def _mnist1d_arrays(n_samples: int, test_frac: float) -> _Arrays4:
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an .npz via a temp file in the same directory and os.replace; a failure only skips caching."""
-    tmp = None
+    """Write an .npz atomically (analogdecorr.atomic); a failure only skips caching."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, "wb") as f:
             np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
     except OSError:
         pass  # read-only or full cache dir: the data is still returned, just regenerated next time
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 # ---------------------------------------------------------------------------------- IDX (mnist, fashion)

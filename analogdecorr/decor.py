@@ -6,11 +6,17 @@ k = floor(sample_frac·N) + 1 rows of the batch, in O(k·d²) work (the d×d cor
 formed and multiplied by R).
 
 Column convention of SPEC §2 (z = R x̃) and the row convention used here (z = x̃ Rᵀ) describe the same R.
+
+The layers (``Layer``: decorrelator → linear map → activation; built by ``DecorLinear`` and ``DecorConv2d``)
+are the ones ``analogdecorr train`` trains: ``models.build_model`` stacks them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -270,34 +276,200 @@ class Decorrelator(nn.Module):
             )
 
 
-class DecorLinear(nn.Module):
-    """Decorrelator followed by nn.Linear: y = ((x − μ) Rᵀ) Wᵀ + b. Attributes .decor and .linear."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, **decor_kwargs) -> None:
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.decor = Decorrelator(in_features, **decor_kwargs)
-        self.linear = nn.Linear(in_features, out_features, bias=bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.linear(self.decor(x))
+# ----------------------------------------------------------------------------------------------------------
+# The layers: every trainable stage of a network is (decorrelator?) → linear map → activation
 
 
 def _pair(v: int | tuple[int, int], what: str) -> tuple[int, int]:
-    t = (v, v) if isinstance(v, int) else tuple(v)
-    if len(t) != 2 or any(not isinstance(i, int) for i in t):
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    t = tuple(v) if isinstance(v, (tuple, list)) else ()
+    if len(t) != 2 or any(isinstance(i, bool) or not isinstance(i, int) for i in t):
         raise ConfigError(f"{what} must be an int or a pair of ints, got {v!r}.")
     return t  # type: ignore[return-value]
 
 
-class DecorConv2d(nn.Module):
-    """Conv layer with a decorrelated input: R acts on C·kh·kw patches (F.unfold), then the conv weight
-    is applied as a matmul on the decorrelated patches. Output is shaped like nn.Conv2d's.
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Patch geometry of a convolutional layer: input C×H×W (H, W None: taken from each input), kernel, stride,
+    padding, dilation (each an int or an (h, w) pair, stored as pairs)."""
 
-    Attributes .decor (Decorrelator over C·kh·kw features) and .conv (nn.Conv2d holding weight and bias;
-    with R = I and zero mean, the layer equals .conv). The mean is per patch element (over samples and
-    positions); the R update uses all patches of the first k samples.
+    in_channels: int
+    height: int | None
+    width: int | None
+    kernel: int | tuple[int, int]
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] = 0
+    dilation: int | tuple[int, int] = 1
+
+    def __post_init__(self) -> None:
+        for what in ("kernel", "stride", "padding", "dilation"):
+            object.__setattr__(self, what, _pair(getattr(self, what), what if what != "kernel" else "kernel_size"))
+        if isinstance(self.in_channels, bool) or not isinstance(self.in_channels, int) or self.in_channels <= 0:
+            raise ConfigError(f"in_channels must be a positive integer, got {self.in_channels!r}.")
+        if min(*self.kernel, *self.stride, *self.dilation) <= 0 or min(self.padding) < 0:
+            raise ConfigError(
+                f"invalid conv geometry kernel_size={self.kernel}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}: sizes/strides/dilations must be ≥ 1, padding ≥ 0."
+            )
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        """Spatial output size for an h×w input (as nn.Conv2d)."""
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel, self.stride, self.padding, self.dilation
+        return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+
+    @property
+    def out_height(self) -> int:
+        return self.output_size(*self._size())[0]
+
+    @property
+    def out_width(self) -> int:
+        return self.output_size(*self._size())[1]
+
+    @property
+    def patch_size(self) -> int:
+        return self.in_channels * self.kernel[0] * self.kernel[1]
+
+    @property
+    def positions(self) -> int:
+        return self.out_height * self.out_width
+
+    def _size(self) -> tuple[int, int]:
+        if self.height is None or self.width is None:
+            raise ConfigError(
+                "this conv layer was built without an input size, which a local learning rule needs (it maps "
+                "rows back to images outside a forward pass); build it with input_size=(H, W)"
+            )
+        return self.height, self.width
+
+    def for_input(self, x: Tensor, name: str) -> ConvGeometry:
+        """This geometry sized for the image batch ``x`` (DataError naming ``name`` if ``x`` cannot be one)."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise DataError(f"{name}: expected input (N, {self.in_channels}, H, W), got shape {tuple(x.shape)}.")
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if (h, w) == (self.height, self.width):
+            return self
+        ho, wo = self.output_size(h, w)
+        if ho <= 0 or wo <= 0:
+            raise DataError(
+                f"{name}: input {h}×{w} is smaller than the kernel {self.kernel} (with padding "
+                f"{self.padding}); increase padding or use a smaller kernel."
+            )
+        return dataclasses.replace(self, height=h, width=w)
+
+    def to_rows(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) → (N·positions, C·kh·kw) patch rows, features in the order of a conv weight's flatten(1)."""
+        patches = F.unfold(x, self.kernel, dilation=self.dilation, padding=self.padding, stride=self.stride)
+        return patches.transpose(1, 2).reshape(-1, self.patch_size)
+
+    def from_rows(self, rows: Tensor, n: int) -> Tensor:
+        """(N·positions, out) rows → (N, out, H_out, W_out)."""
+        ho, wo = self.output_size(*self._size())
+        return rows.reshape(n, ho * wo, -1).transpose(1, 2).reshape(n, -1, ho, wo)
+
+    def rows_to_input(self, grad_rows: Tensor, n: int) -> Tensor:
+        """Adjoint of ``to_rows``: row-space gradients back to (N, C, H, W) (fold sums the overlaps)."""
+        cols = grad_rows.reshape(n, self.positions, self.patch_size).transpose(1, 2)
+        return F.fold(cols, self._size(), self.kernel, dilation=self.dilation, padding=self.padding,
+                      stride=self.stride)
+
+
+#: ``decorrelator=NEW`` (the default of the layer constructors): a Decorrelator built from the keyword arguments.
+NEW: Any = object()
+
+
+class Layer(nn.Module):
+    """One trainable stage: optional decorrelator ``decor``, linear map ``linear`` (on rows), activation ``act``.
+
+    A convolution is the same thing applied to image patches: ``conv`` (a ConvGeometry; None for a dense layer)
+    unfolds the input into rows of C·kh·kw patches, the decorrelator decorrelates the rows and ``linear`` maps
+    them. That keeps one representation for all learning rules (each sees a layer's input rows z and delivers an
+    update (z, d)) and for both backends (the analog backend swaps ``linear`` for a crossbar tile, dense or conv
+    alike). Build one with :class:`DecorLinear` or :class:`DecorConv2d`; ``analogdecorr.models.build_model``
+    does the same.
+    """
+
+    def __init__(self, linear: nn.Module, decor: nn.Module | None, act: nn.Module,
+                 conv: ConvGeometry | None = None) -> None:
+        super().__init__()
+        self.linear = linear
+        self.decor = decor
+        self.act = act
+        self.conv = conv
+
+    @property
+    def in_rows_features(self) -> int:
+        return self.conv.patch_size if self.conv else self.linear.in_features
+
+    def _name(self) -> str:
+        return self.decor.name if self.decor is not None else type(self).__name__
+
+    def to_rows(self, x: Tensor) -> Tensor:
+        """The rows the decorrelator and the linear map see: the flattened input of a dense layer, the unfolded
+        patches of a conv layer (N·positions rows)."""
+        if self.conv is None:
+            return x.flatten(1)
+        return self.conv.for_input(x, self._name()).to_rows(x)
+
+    def from_rows(self, rows: Tensor, n: int) -> Tensor:
+        """The linear map's output rows back into the layer's output shape."""
+        return rows if self.conv is None else self.conv.from_rows(rows, n)
+
+    def rows_to_input(self, grad_rows: Tensor, n: int) -> Tensor:
+        """Adjoint of ``to_rows``: row-space gradients back to the input's shape."""
+        return grad_rows if self.conv is None else self.conv.rows_to_input(grad_rows, n)
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = self.conv.for_input(x, self._name()) if self.conv is not None else None
+        rows = x.flatten(1) if g is None else g.to_rows(x)
+        z = self.decor(rows) if self.decor is not None else rows
+        out = self.linear(z)
+        return self.act(out if g is None else g.from_rows(out, x.shape[0]))
+
+
+def _decorrelator(features: int, decorrelator: Any, decor_kwargs: dict[str, Any]) -> nn.Module | None:
+    if decorrelator is NEW:
+        return Decorrelator(features, **decor_kwargs)
+    if decor_kwargs:
+        raise ConfigError(
+            f"decorrelator options {sorted(decor_kwargs)} given with decorrelator={decorrelator!r}; give either "
+            "the options (a new Decorrelator) or the module"
+        )
+    return decorrelator
+
+
+class DecorLinear(Layer):
+    """A dense layer: y = act(((x − μ) Rᵀ) Wᵀ + b) on inputs (N, in_features) (further dims are flattened).
+
+    The layer ``analogdecorr train`` builds for an MLP. ``decor_kwargs`` (rule, lr, sample_frac, scale_free,
+    kappa, mean_momentum) configure its :class:`Decorrelator`; ``decorrelator`` replaces it by a given module
+    (None: no decorrelation). ``act`` defaults to the identity. Attributes .decor, .linear, .act.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, act: nn.Module | None = None,
+                 decorrelator: Any = NEW, **decor_kwargs: Any) -> None:
+        decor = _decorrelator(in_features, decorrelator, decor_kwargs)
+        super().__init__(nn.Linear(in_features, out_features, bias=bias), decor, act or nn.Identity())
+
+    @property
+    def in_features(self) -> int:
+        return self.linear.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.linear.out_features
+
+
+class DecorConv2d(Layer):
+    """A conv layer with a decorrelated input: R acts on the C·kh·kw patches (F.unfold), then the weight is
+    applied as a matrix to the decorrelated patch rows. Output is shaped like nn.Conv2d's.
+
+    The layer ``analogdecorr train`` builds for a conv net. The weight is ``linear.weight`` (out × C·kh·kw;
+    :attr:`conv_weight` is the same tensor shaped like nn.Conv2d's); with R = I and zero mean the layer equals
+    ``F.conv2d(x, conv_weight, linear.bias, ...)``. The mean is per patch element (over samples and positions);
+    the R update uses the first ``floor(sample_frac · rows) + 1`` patch rows of the batch (all positions of its
+    first samples). ``input_size=(H, W)`` fixes the input size, which local learning rules need; without it any
+    size is accepted. ``decor_kwargs``, ``decorrelator`` and ``act`` as for :class:`DecorLinear`.
     """
 
     def __init__(
@@ -309,55 +481,28 @@ class DecorConv2d(nn.Module):
         padding: int | tuple[int, int] = 0,
         dilation: int | tuple[int, int] = 1,
         bias: bool = True,
-        **decor_kwargs,
+        *,
+        input_size: tuple[int, int] | None = None,
+        act: nn.Module | None = None,
+        decorrelator: Any = NEW,
+        **decor_kwargs: Any,
     ) -> None:
-        super().__init__()
-        for what, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{what} must be a positive integer, got {v!r}.")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
-        self.dilation = _pair(dilation, "dilation")
-        if min(*self.kernel_size, *self.stride, *self.dilation) <= 0 or min(self.padding) < 0:
-            raise ConfigError(
-                f"invalid conv geometry kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}: sizes/strides/dilations must be ≥ 1, "
-                "padding ≥ 0."
-            )
-        self.patch_size = in_channels * self.kernel_size[0] * self.kernel_size[1]
-        self.decor = Decorrelator(self.patch_size, **decor_kwargs)
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, self.kernel_size, self.stride, self.padding, self.dilation, bias=bias
-        )
+        if isinstance(out_channels, bool) or not isinstance(out_channels, int) or out_channels <= 0:
+            raise ConfigError(f"out_channels must be a positive integer, got {out_channels!r}.")
+        h, w = _pair(input_size, "input_size") if input_size is not None else (None, None)
+        g = ConvGeometry(in_channels, h, w, kernel_size, stride, padding, dilation)
+        decor = _decorrelator(g.patch_size, decorrelator, decor_kwargs)
+        super().__init__(nn.Linear(g.patch_size, out_channels, bias=bias), decor, act or nn.Identity(), g)
 
-    def output_size(self, h: int, w: int) -> tuple[int, int]:
-        """Spatial output size for an h×w input (as nn.Conv2d)."""
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
-        return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    @property
+    def in_channels(self) -> int:
+        return self.conv.in_channels
 
-    def patches(self, x: Tensor) -> Tensor:
-        """(N, C, H, W) → (N, L, C·kh·kw) patches, feature order matching conv.weight.flatten(1)."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise DataError(
-                f"{self.decor.name}: expected input (N, {self.in_channels}, H, W), "
-                f"got shape {tuple(x.shape)}."
-            )
-        ho, wo = self.output_size(x.shape[2], x.shape[3])
-        if ho <= 0 or wo <= 0:
-            raise DataError(
-                f"{self.decor.name}: input {x.shape[2]}×{x.shape[3]} is smaller than the kernel "
-                f"{self.kernel_size} (with padding {self.padding}); increase padding or use a smaller kernel."
-            )
-        cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
-        return cols.transpose(1, 2)
+    @property
+    def out_channels(self) -> int:
+        return self.linear.out_features
 
-    def forward(self, x: Tensor) -> Tensor:
-        ho, wo = self.output_size(x.shape[2], x.shape[3]) if x.dim() == 4 else (0, 0)
-        z = self.decor(self.patches(x))  # (N, L, C·kh·kw)
-        y = z @ self.conv.weight.flatten(1).T
-        if self.conv.bias is not None:
-            y = y + self.conv.bias
-        return y.transpose(1, 2).reshape(x.shape[0], self.out_channels, ho, wo)
+    @property
+    def conv_weight(self) -> Tensor:
+        """The weight shaped like nn.Conv2d's (out, C, kh, kw): a view of ``linear.weight``."""
+        return self.linear.weight.view(self.out_channels, self.in_channels, *self.conv.kernel)

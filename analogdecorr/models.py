@@ -1,24 +1,29 @@
-"""Networks built from one description: every layer is (decorrelator?) → linear map → activation.
+"""Networks built from one description: a stack of the decorrelated layers of analogdecorr.decor.
 
-A convolution is the same thing applied to image patches: the layer unfolds its input into rows of k×k×C
-patches, decorrelates the rows and applies its weight matrix as a linear map. That keeps one representation for
-all learning rules (each sees a layer's input rows z and delivers an update (z, d)) and for both backends (the
-analog backend swaps ``layer.linear`` for a crossbar tile, dense or conv alike).
+Every layer is (decorrelator?) → linear map → activation: a ``DecorLinear``, or a ``DecorConv2d`` (the same
+thing on image patches), both ``decor.Layer``s; ``build_model`` builds them from a RunConfig, so the layers a
+user builds by hand are the layers ``analogdecorr train`` trains.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .choices import check_choice
-from .decor import Decorrelator
+from .decor import CENTRE, DECOR_RULES, DecorConv2d, DecorLinear, Decorrelator, Layer
 from .errors import ConfigError, DataError
+
+#: Network types ``build_model`` builds.
+MODELS = ("mlp", "conv")
+#: What stands before every layer: nothing ("none"), a decorrelation rule, or centring only (R = I).
+NO_DECOR = "none"
+DECORS = (NO_DECOR, *DECOR_RULES, CENTRE)
+#: The decorrelators' arithmetic: torch floats, or the FPGA unit's integer model (analogdecorr.cosim).
+DECOR_NUMERICS = ("float", "fixed")
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -34,86 +39,6 @@ def activation(name: str) -> nn.Module:
     """The activation module called ``name`` (ConfigError naming the closest valid one)."""
     check_choice(name, ACTIVATIONS, "activation")
     return ACTIVATIONS[name]()
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """Patch geometry of a convolutional layer (input C×H×W, kernel k, stride, padding)."""
-
-    in_channels: int
-    height: int
-    width: int
-    kernel: int
-    stride: int
-    padding: int
-
-    @property
-    def out_height(self) -> int:
-        return (self.height + 2 * self.padding - self.kernel) // self.stride + 1
-
-    @property
-    def out_width(self) -> int:
-        return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
-
-    @property
-    def patch_size(self) -> int:
-        return self.in_channels * self.kernel * self.kernel
-
-    @property
-    def positions(self) -> int:
-        return self.out_height * self.out_width
-
-
-class Layer(nn.Module):
-    """One trainable stage: optional decorrelator, linear map ``linear`` (on rows), activation ``act``.
-
-    ``to_rows`` turns the layer's input into the rows the decorrelator and the linear map see (the flattened
-    input for a dense layer, the unfolded patches for a conv layer); ``from_rows`` turns the linear map's output
-    rows back into the layer's output shape.
-    """
-
-    def __init__(
-        self,
-        linear: nn.Module,
-        decor: Decorrelator | None,
-        act: nn.Module,
-        conv: ConvGeometry | None = None,
-    ) -> None:
-        super().__init__()
-        self.linear = linear
-        self.decor = decor
-        self.act = act
-        self.conv = conv
-
-    @property
-    def in_rows_features(self) -> int:
-        return self.conv.patch_size if self.conv else self.linear.in_features
-
-    def to_rows(self, x: Tensor) -> Tensor:
-        if self.conv is None:
-            return x.flatten(1)
-        g = self.conv
-        patches = F.unfold(x, g.kernel, padding=g.padding, stride=g.stride)  # N × (C k k) × L
-        return patches.transpose(1, 2).reshape(-1, g.patch_size)
-
-    def from_rows(self, rows: Tensor, n: int) -> Tensor:
-        if self.conv is None:
-            return rows
-        g = self.conv
-        return rows.reshape(n, g.positions, -1).transpose(1, 2).reshape(n, -1, g.out_height, g.out_width)
-
-    def rows_to_input(self, grad_rows: Tensor, n: int) -> Tensor:
-        """Adjoint of ``to_rows``: row-space gradients back to the input's shape (fold sums overlaps)."""
-        if self.conv is None:
-            return grad_rows
-        g = self.conv
-        cols = grad_rows.reshape(n, g.positions, g.patch_size).transpose(1, 2)
-        return F.fold(cols, (g.height, g.width), g.kernel, padding=g.padding, stride=g.stride)
-
-    def forward(self, x: Tensor) -> Tensor:
-        rows = self.to_rows(x)
-        z = self.decor(rows) if self.decor is not None else rows
-        return self.act(self.from_rows(self.linear(z), x.shape[0]))
 
 
 class Network(nn.Module):
@@ -165,7 +90,7 @@ class Network(nn.Module):
 def _decor(cfg, features: int, index: int = 0, unit_plan=None) -> Decorrelator | None:
     """The decorrelator before layer ``index`` (None without decorrelation); with ``decor_numerics = "fixed"``
     a FixedDecorrelator running the unit of ``unit_plan`` (analogdecorr.cosim)."""
-    if cfg.decor == "none":
+    if cfg.decor == NO_DECOR:
         return None
     if getattr(cfg, "decor_numerics", "float") == "fixed":
         from .cosim.decorrelator import FixedDecorrelator
@@ -189,6 +114,7 @@ def build_model(cfg, input_shape: Sequence[int], n_classes: int) -> Network:
     """An MLP (``cfg.model == "mlp"``, widths ``cfg.hidden``) or a small conv net (``"conv"``: 3×3 convs with
     ``cfg.conv_channels``, the second and later with stride 2, then a dense read-out), with a decorrelator
     before every layer unless ``cfg.decor == "none"``."""
+    check_choice(cfg.model, MODELS, "model")
     input_shape = tuple(int(s) for s in input_shape)
     layers: list[Layer] = []
     unit_plan = None
@@ -201,25 +127,20 @@ def build_model(cfg, input_shape: Sequence[int], n_classes: int) -> Network:
         for i, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
             last = i == len(widths) - 2
             act = nn.Identity() if last else activation(cfg.activation)
-            layers.append(Layer(nn.Linear(d_in, d_out), _decor(cfg, d_in, i, unit_plan), act))
+            layers.append(DecorLinear(d_in, d_out, act=act, decorrelator=_decor(cfg, d_in, i, unit_plan)))
         return Network(layers, (widths[0],), n_classes)
-    if cfg.model == "conv":
-        if len(input_shape) != 3:
-            raise ConfigError(
-                f"model 'conv' needs image input (C, H, W) but the data has shape {input_shape}; "
-                "use --model mlp or an image dataset (digits, mnist, fashion_mnist, cifar10)."
-            )
-        c, h, w = input_shape
-        for i, ch in enumerate(cfg.conv_channels):
-            g = ConvGeometry(c, h, w, kernel=3, stride=1 if i == 0 else 2, padding=1)
-            layers.append(
-                Layer(nn.Linear(g.patch_size, ch), _decor(cfg, g.patch_size, i, unit_plan),
-                      activation(cfg.activation), g)
-            )
-            c, h, w = ch, g.out_height, g.out_width
-        d_in = c * h * w
-        layers.append(
-            Layer(nn.Linear(d_in, n_classes), _decor(cfg, d_in, len(layers), unit_plan), nn.Identity())
+    if len(input_shape) != 3:
+        raise ConfigError(
+            f"model 'conv' needs image input (C, H, W) but the data has shape {input_shape}; "
+            "use --model mlp or an image dataset (digits, mnist, fashion_mnist, cifar10)."
         )
-        return Network(layers, input_shape, n_classes)
-    raise ConfigError(f"unknown model {cfg.model!r}; choose 'mlp' or 'conv'.")
+    c, h, w = input_shape
+    for i, ch in enumerate(cfg.conv_channels):
+        patch = c * 3 * 3
+        layer = DecorConv2d(c, ch, 3, stride=1 if i == 0 else 2, padding=1, input_size=(h, w),
+                            act=activation(cfg.activation), decorrelator=_decor(cfg, patch, i, unit_plan))
+        layers.append(layer)
+        c, h, w = ch, layer.conv.out_height, layer.conv.out_width
+    d_in = c * h * w
+    layers.append(DecorLinear(d_in, n_classes, decorrelator=_decor(cfg, d_in, len(layers), unit_plan)))
+    return Network(layers, input_shape, n_classes)

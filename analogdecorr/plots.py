@@ -14,8 +14,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .atomic import atomic_write
 from .errors import DataError
-from .results import atomic_write, read_results
+from .results import read_results
 
 LEARNING_CURVES = "learning_curves.png"
 CORRELATION = "correlation.png"

@@ -20,17 +20,15 @@ The file is strict JSON: NaN and ±Inf are written as null (read back as None).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import json
 import math
-import os
 import platform
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from .atomic import atomic_write  # also this module's name for it (the study scripts use it)
 from .errors import DataError
 
 #: Keys every epoch row written by the trainer has (plots rely on them).
@@ -38,51 +36,6 @@ EPOCH_KEYS = (
     "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "corr_before", "corr_after", "seconds"
 )
 VERSION_PACKAGES = ("torch", "aihwkit", "numpy", "amaranth", "analogdecorr")
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Open a temp file beside ``path`` for writing; on success fsync it and ``os.replace`` it onto ``path``.
-
-    If the body raises, the temp file is removed and an existing ``path`` is left untouched, so a crash or a
-    serialisation error never leaves a truncated results file or checkpoint. ``mode`` is "w" or "wb".
-    """
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist the rename itself (POSIX); a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 def to_jsonable(obj: Any, where: str = "") -> Any:
     """Plain JSON types from ``obj``: tuples → lists, numpy/torch scalars and arrays → numbers/lists,

@@ -11,13 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analogdecorr import config
+from analogdecorr.checkpoint import describe_difference, differing_keys
 from analogdecorr.config import (
     ACTIVATIONS,
     FIELD_HELP,
     RESUMABLE_CHANGES,
     RunConfig,
-    describe_difference,
-    differing_keys,
     load_config,
     load_toml,
     resolve,
@@ -325,10 +324,44 @@ def test_differing_keys_edge_cases():
 
 
 def test_analog_backend_takes_its_own_defaults_unless_set():
-    from analogdecorr.config import ANALOG_DEFAULTS, resolve
+    from analogdecorr.backends.base import ANALOG_DEFAULTS
 
     cfg = resolve({}, {"backend": "analog"})
     assert cfg.optimizer == "sgd" and cfg.sigma == ANALOG_DEFAULTS["sigma"] and cfg.lr == ANALOG_DEFAULTS["lr"]
     cfg = resolve({"sigma": 0.05}, {"backend": "analog", "lr": "0.2"})
     assert cfg.sigma == 0.05 and cfg.lr == 0.2
     assert resolve({}, {}).optimizer == "adam"
+
+
+# ------------------------------------------------------------------------------------ declarations
+def test_every_field_is_declared_once_with_help_choices_check_and_resumability():
+    """The field declarations are the only per-field tables: the views derive from them."""
+    for f in dataclasses.fields(RunConfig):
+        assert set(f.metadata) == {"help", "choices", "check", "resumable"}, f.name
+        assert FIELD_HELP[f.name] == f.metadata["help"]
+        assert (f.name in config.CHOICES) == (f.metadata["choices"] is not None)
+        assert (f.name in RESUMABLE_CHANGES) == f.metadata["resumable"]
+
+
+def test_choice_lists_come_from_the_modules_that_implement_them():
+    from analogdecorr import decor, models, rules
+    from analogdecorr.backends import base
+    from analogdecorr.backends import float as float_backend
+    from analogdecorr.fixed import format as fixed_format
+
+    assert config.CHOICES["rule"] == rules.RULES
+    assert set(decor.DECOR_RULES) | {decor.CENTRE, "none"} == set(config.CHOICES["decor"])
+    assert config.CHOICES["decor"] == models.DECORS and config.CHOICES["model"] == models.MODELS
+    assert config.CHOICES["backend"] == base.BACKENDS
+    assert config.CHOICES["optimizer"] == float_backend.OPTIMIZERS
+    assert config.CHOICES["unit_rounding"] == fixed_format.ROUNDING_MODES
+
+
+def test_to_toml_refuses_a_value_toml_cannot_hold(tmp_path):
+    cfg = resolve({}, {"device": {"levels": [1, None]}})
+    with pytest.raises(ConfigError, match="cannot write this configuration as TOML"):
+        to_toml(cfg)
+    cfg = resolve({}, {"device": {"w_noise": None, "sub": {"a": None, "b": 2}}})  # a null is an absent key
+    path = tmp_path / "cfg.toml"
+    path.write_text(to_toml(cfg))
+    assert resolve(load_toml(path), {}).device == {"sub": {"b": 2}}

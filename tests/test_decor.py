@@ -334,10 +334,11 @@ def test_decor_linear_shapes_and_gradients() -> None:
 def test_decor_conv_matches_conv_at_identity(stride, padding, dilation) -> None:
     g = torch.Generator().manual_seed(9)
     layer = DecorConv2d(3, 5, (3, 2), stride=stride, padding=padding, dilation=dilation)
-    layer.eval()  # R = I, running_mean = 0: exactly the wrapped conv
+    layer.eval()  # R = I, running_mean = 0: exactly a conv with the layer's weight
     x = torch.randn(4, 3, 9, 8, generator=g)
     y = layer(x)
-    ref = layer.conv(x)
+    g_ = layer.conv
+    ref = F.conv2d(x, layer.conv_weight, layer.linear.bias, g_.stride, g_.padding, g_.dilation)
     assert y.shape == ref.shape
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
 
@@ -355,12 +356,12 @@ def test_decor_conv_training_update_and_gradients() -> None:
     P = F.unfold(x.detach(), 3, padding=1, stride=2).transpose(1, 2)  # (N, L, 18)
     z = (P - P.reshape(-1, 18).mean(0)) @ torch.eye(18).T
     up_rows = up.flatten(2).transpose(1, 2)  # (N, L, out)
-    grad_w = torch.einsum("nlo,nlf->of", up_rows, z).reshape(layer.conv.weight.shape)
-    torch.testing.assert_close(layer.conv.weight.grad, grad_w, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(layer.conv.bias.grad, up.sum((0, 2, 3)), rtol=1e-4, atol=1e-4)
+    grad_w = torch.einsum("nlo,nlf->of", up_rows, z)
+    torch.testing.assert_close(layer.linear.weight.grad, grad_w, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(layer.linear.bias.grad, up.sum((0, 2, 3)), rtol=1e-4, atol=1e-4)
     assert x.grad is not None and torch.isfinite(x.grad).all()
-    # R update: offdiag on all patches of the first k = floor(0.25·8)+1 = 3 samples
-    Zk = z[:3].reshape(-1, 18).double()
+    # R update: offdiag on the first k = floor(0.25·128)+1 = 33 of the 8·16 patch rows (what training does)
+    Zk = z.reshape(-1, 18)[:33].double()
     C = Zk.T @ Zk / len(Zk)
     expected_R = torch.eye(18, dtype=torch.float64) - 0.01 * (C - torch.diag(C.diagonal()))
     torch.testing.assert_close(layer.decor.R.double(), expected_R, rtol=1e-5, atol=1e-6)
@@ -375,12 +376,12 @@ def test_decor_conv_decorrelates_patches() -> None:
         return F.conv2d(torch.randn(32, 1, 12, 12, generator=g), smooth, padding=1)
 
     x = batch()
-    before = mean_abs_offdiag_corr(layer.patches(x).reshape(-1, 9))
+    before = mean_abs_offdiag_corr(layer.to_rows(x))
     for _ in range(400):
         layer(batch())
     layer.eval()
     with torch.no_grad():
-        after = mean_abs_offdiag_corr(layer.decor(layer.patches(batch())).reshape(-1, 9))
+        after = mean_abs_offdiag_corr(layer.decor(layer.to_rows(batch())))
     assert before > 0.3 and after < 0.1 * before, (before, after)
 
 
@@ -489,3 +490,40 @@ def test_centre_baseline_only_demeans_and_never_moves_R():
     assert (c - torch.eye(5)).abs().max() > 0.1
     with pytest.raises(ConfigError, match="offdiag"):
         Decorrelator(5, rule="ofdiag")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One family: the layers a user builds are the layers `analogdecorr train` trains
+
+
+def test_build_model_builds_the_public_layers() -> None:
+    from analogdecorr.config import resolve
+    from analogdecorr.models import build_model
+
+    mlp = build_model(resolve({}, {"hidden": [6], "decor": "offdiag"}), (8,), 3)
+    assert [type(layer) for layer in mlp.layers] == [DecorLinear, DecorLinear]
+    torch.manual_seed(0)
+    user = DecorLinear(8, 6, act=torch.nn.LeakyReLU(), rule="offdiag", lr=1e-4)
+    user.load_state_dict(mlp.layers[0].state_dict())
+    x = torch.randn(16, 8)
+    torch.testing.assert_close(user(x), mlp.layers[0](x), rtol=0, atol=0)  # same computation, same R update
+    torch.testing.assert_close(user.decor.R, mlp.layers[0].decor.R, rtol=0, atol=0)
+
+    conv = build_model(resolve({}, {"model": "conv", "conv_channels": [4], "decor": "none"}), (1, 8, 8), 3)
+    assert [type(layer) for layer in conv.layers] == [DecorConv2d, DecorLinear]
+    assert conv.layers[0].decor is None and conv.layers[0].conv.positions == 64
+
+
+def test_conv_layer_without_input_size_runs_but_cannot_map_rows_back() -> None:
+    layer = DecorConv2d(1, 2, 3, padding=1, rule="offdiag", lr=1e-3)
+    assert layer(torch.randn(2, 1, 5, 7)).shape == (2, 2, 5, 7)  # any input size in a forward pass
+    with pytest.raises(ConfigError, match=r"input_size=\(H, W\)"):
+        layer.from_rows(torch.zeros(70, 2), 2)
+    sized = DecorConv2d(1, 2, 3, padding=1, input_size=(5, 7))
+    assert sized.from_rows(torch.zeros(70, 2), 2).shape == (2, 2, 5, 7)
+
+
+def test_decorrelator_options_and_a_given_decorrelator_exclude_each_other() -> None:
+    assert DecorLinear(4, 2, decorrelator=None).decor is None
+    with pytest.raises(ConfigError, match="either"):
+        DecorLinear(4, 2, decorrelator=None, rule="offdiag")

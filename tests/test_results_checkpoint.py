@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from analogdecorr import checkpoint, results
+from analogdecorr import atomic, checkpoint, results
 from analogdecorr.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from analogdecorr.config import RunConfig, resolve
 from analogdecorr.errors import ConfigError, DataError
@@ -65,7 +65,7 @@ def test_failure_while_replacing_leaves_old_file_and_no_temp(tmp_path, monkeypat
         assert Path(src).read_text().startswith("{")  # the new content was fully written to the temp file
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(results.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
     with pytest.raises(OSError, match="No space"):
         write_json_atomic(path, {"v": 2})
     assert json.loads(path.read_text()) == {"v": 1}
@@ -232,7 +232,7 @@ def test_checkpoint_refuses_unpicklable_custom_objects(tmp_path):
 def test_checkpoint_write_failure_keeps_old(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"fingerprint": {}, "epoch": 1})
-    monkeypatch.setattr(results.os, "replace", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
+    monkeypatch.setattr(atomic.os, "replace", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
     with pytest.raises(OSError):
         save_checkpoint(path, {"fingerprint": {}, "epoch": 2})
     monkeypatch.undo()

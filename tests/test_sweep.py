@@ -321,7 +321,7 @@ def test_study_scripts_narrow_and_vary_the_sweep_through_its_checks(tmp_path):
 
 
 def test_a_checkpoint_from_before_the_validation_split_resumes_only_without_it():
-    from analogdecorr.config import differing_keys
+    from analogdecorr.checkpoint import differing_keys
 
     old = resolve({}, {"val_frac": 0}).fingerprint()
     del old["val_frac"]  # written before the field existed: trained on the whole training set

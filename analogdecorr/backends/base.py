@@ -27,6 +27,28 @@ if TYPE_CHECKING:
 
 BACKENDS = ("float", "analog")
 
+#: Per backend, the config values a run starts from for every key the user does not set ({}: RunConfig's own).
+#: Here, not on the backend classes, so that resolving a config never imports aihwkit. The analog tiles are
+#: trained by their own pulsed SGD (no Adam on a crossbar) and NP's sigma must exceed the read noise; why these
+#: values: sims/README_analog.md, "Defaults".
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "float": {},
+    "analog": {
+        "optimizer": "sgd",
+        "lr": 0.02,
+        "lr_schedule": "cosine",
+        "weight_decay": 1e-2,
+        "sigma": 0.3,
+        "decor": "offdiag",
+        "decor_lr": 3e-5,
+        "hidden": (100,),
+        "epochs": 50,
+        "out": "runs/analog",
+    },
+}
+#: The analog backend's defaults (the name the docs and sims use).
+ANALOG_DEFAULTS = DEFAULTS["analog"]
+
 
 class Backend(Protocol):
     """What the training loop needs from the place the weights live."""

@@ -10,6 +10,9 @@ from torch import Tensor
 from ..models import Layer
 from .decor_state import decor_state, load_decor_state
 
+#: The torch optimizers ``make_optimizer`` builds.
+OPTIMIZERS = ("adam", "sgd")
+
 
 class GradientUpdater:
     """Turns a local rule's (z, d) into ``.grad`` (G = dᵀ z, bias d summed) and steps the optimizer once per batch,

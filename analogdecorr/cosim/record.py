@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import DataError
 from ..fixed.format import UnitFormat
-from ..results import atomic_write
 
 FOLDER = "cosim"
 

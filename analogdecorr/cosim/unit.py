@@ -23,7 +23,7 @@ from typing import Any
 
 from ..decor import num_update_rows
 from ..errors import ConfigError, FormatError
-from ..fixed.format import MAX_INTERMEDIATE_BITS, UnitFormat
+from ..fixed.format import MAX_INTERMEDIATE_BITS, UNIT_RULES, UnitFormat
 from ..fixed.format import shift_for_lr as format_shift_for_lr
 
 #: Momentum of the float Decorrelator's running mean per batch (``Decorrelator.mean_momentum`` default).
@@ -78,11 +78,9 @@ class UnitPlan:
 
 def plan(cfg: Any) -> UnitPlan:
     """The unit plan of a ``decor_numerics = "fixed"`` run (ConfigError for a bad manifest or rule)."""
-    from ..config import UNIT_DECORS
-
-    if cfg.decor not in UNIT_DECORS:
+    if cfg.decor not in UNIT_RULES:
         raise ConfigError(
-            f"decor_numerics = fixed runs the FPGA unit, which implements the rules {', '.join(UNIT_DECORS)}, "
+            f"decor_numerics = fixed runs the FPGA unit, which implements the rules {', '.join(UNIT_RULES)}, "
             f"not decor {cfg.decor!r}; use --decor offdiag (or whiten), or --decor-numerics float"
         )
     if cfg.scale_free:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import DataError
 
 
@@ -77,16 +76,9 @@ def _load_x(path: Path, width: int, frac: int | None) -> np.ndarray:
 
 
 def _save(path: Path, arr: np.ndarray) -> None:
-    """np.save to a temp file next to ``path``, then os.replace (nothing half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
-    os.close(fd)
-    try:
-        np.save(tmp, arr)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """np.save to ``path`` atomically (nothing half-written)."""
+    with atomic_write(path, "wb") as f:
+        np.save(f, arr)
 
 
 def cmd_stream(args: argparse.Namespace) -> int:

@@ -25,7 +25,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import io
 
+from ..atomic import atomic_directory
 from ..errors import ConfigError, DataError
 from .board import LinkTop, LoopbackCore
 from .link import LinkParams
@@ -316,11 +316,11 @@ def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: f
         raise ConfigError(f"{out_dir} exists and is not an earlier board build (no {BUILD_JSON}); "
                           "pick an empty or new -o directory")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     env = {**os.environ, **env_tools}
     t0 = time.perf_counter()
-    try:
+    # The build runs in a folder beside out_dir that replaces it when complete; a failed build's folder stays
+    # for its logs (the error names it).
+    with atomic_directory(out_dir, keep_failed=True) as tmp:
         try:
             plan.execute_local(str(tmp), env=env)
         except subprocess.CalledProcessError:
@@ -333,12 +333,6 @@ def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: f
             pnr["luts"] = cells.get("SB_LUT4", 0)
         result = _result(board, fmt, lanes, unit, link, baud, divisor, pnr, est, seconds, key, versions, core)
         (tmp / BUILD_JSON).write_text(json.dumps(result, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists() and tmp != out_dir:
-            shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 

@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_directory
 from ..errors import DataError, FormatError
 
 MANIFEST = "manifest.json"
@@ -379,31 +378,6 @@ def _optional_int(unit: Any, name: str) -> int | None:
     return None if value is None else int(value)
 
 
-def _write_atomically(out_dir: Path, fill: Any) -> None:
-    """Build the directory with ``fill(tmp)`` beside `out_dir`, then swap it in (an earlier export goes)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        fill(tmp)
-        os.chmod(tmp, 0o755)
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            old.rmdir()
-            out_dir.rename(old)
-        try:
-            tmp.rename(out_dir)
-        except OSError:
-            if old is not None:
-                old.rename(out_dir)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def export(
     fmt: Any,
     lanes: int | None = None,
@@ -532,5 +506,6 @@ def export(
         "seconds": {"convert": round(t_convert, 3), "model": round(t_model, 3)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _write_atomically(out_dir, fill)
+    with atomic_directory(out_dir) as tmp:
+        fill(tmp)
     return manifest

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text
 from ..errors import DataError
 
 RESULT_FILE = "result.json"
@@ -85,7 +85,4 @@ def cached_result(work: Path, key: str, use_cache: bool = True) -> dict[str, Any
 
 def store_result(work: Path, key: str, result: dict[str, Any]) -> None:
     """Store a run's result with its input key, atomically (a killed run never leaves a half-written cache)."""
-    path = work / RESULT_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "result": result}, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(work / RESULT_FILE, json.dumps({"key": key, "result": result}, indent=2) + "\n")

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
+from ..atomic import write_text
 from ..errors import ConfigError
 from .spec import CHECKPOINT, DIVERGED, RESULTS, TRIAL_FILE, SweepSpec, Trial
 
@@ -71,16 +70,13 @@ def finished_status(trial: Trial) -> str | None:
 
 def write_trial_files(trial: Trial) -> None:
     """config.toml (``analogdecorr train --config`` reruns the trial) and trial.json (its setting and seed)."""
+    from ..config import to_toml
     from ..results import write_json_atomic
 
-    trial.out.mkdir(parents=True, exist_ok=True)
-    cfg = {k: v for k, v in trial.config.to_dict().items() if v is not None}
-    text = tomli_w.dumps(cfg)
+    text = to_toml(trial.config)
     path = trial.out / CONFIG_FILE
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        tmp = path.with_suffix(".toml.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, text)
     if not (trial.out / TRIAL_FILE).exists():
         write_json_atomic(trial.out / TRIAL_FILE, {"setting": dict(trial.setting), "seed": trial.seed,
                                                    "overrides": dict(trial.overrides), "key": trial.key})

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..results import atomic_write, run_summary
+from ..atomic import atomic_write
+from ..results import run_summary
 from .spec import DIVERGED, RESULTS, SweepSpec, Trial
 
 

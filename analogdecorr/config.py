@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - only before data.py exists
     DATASETS = ("digits", "mnist1d", "correlated", "mnist", "fashion_mnist", "cifar10")
 
 RULES = ("bp", "fa", "dfa", "np")
-DECORS = ("none", "scaled", "offdiag", "whiten", "kappa", "centre")
+DECORS = ("none", "scaled", "offdiag", "whiten", "kappa", "centre", "zca")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step", "exponential")
@@ -115,6 +115,10 @@ class RunConfig:
     drift_times: tuple[float, ...] = (1, 3600, 86400, 2592000, 31536000)
     drift_compensation: bool = True
     fidelity_steps: int = 10
+    # the study's instruments (issue 10): the zca oracle's eigenvalue floor, NP's antithetic ±ξ, the probe batch
+    zca_eps: float = 1e-3
+    antithetic: bool = False
+    probe_size: int = 256
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of every field (tuples become lists; ``device``/``io`` deep-copied)."""
@@ -145,7 +149,8 @@ FIELD_HELP: dict[str, str] = {
     "activation": f"hidden activation: {', '.join(ACTIVATIONS)}",
     "conv_channels": "output channels of the conv layers, e.g. 16,32",
     "rule": "learning rule: bp (backprop), fa (feedback alignment), dfa (direct FA), np (node perturbation)",
-    "decor": f"decorrelation rule before every layer: {', '.join(DECORS)} ('centre': demeaning only, R = I)",
+    "decor": f"decorrelation rule before every layer: {', '.join(DECORS)} ('centre': demeaning only, R = I; "
+    "'zca': the oracle, R = exact ZCA whitening of the training data, refitted every epoch)",
     "decor_lr": "learning rate of the decorrelation matrices R (> 0)",
     "sample_frac": "fraction of each batch used for the R update, in (0, 1]",
     "scale_free": "divide the decorrelation step by the mean activity so it does not grow with it",
@@ -179,6 +184,9 @@ FIELD_HELP: dict[str, str] = {
     "drift_times": "seconds after programming at which analog accuracy is evaluated, e.g. 1,3600,86400",
     "drift_compensation": "apply aihwkit's global drift compensation in the drift evaluation",
     "fidelity_steps": "analog NP: steps per epoch whose pulsed update is compared with the exact one (>= 0)",
+    "zca_eps": "decor zca: eigenvalue floor of the oracle's whitening, relative to the mean eigenvalue (> 0)",
+    "antithetic": "NP: perturb in +xi/-xi pairs (central difference, same forward reads; see rules.py)",
+    "probe_size": "samples of the fixed probe batch for NP's per-epoch gradient cosine (0 = off)",
 }
 
 
@@ -513,6 +521,9 @@ _COERCE: dict[str, Callable[[str, Any], Any]] = {
     "drift_times": _float_tuple,
     "drift_compensation": _as_bool,
     "fidelity_steps": _as_int,
+    "zca_eps": _as_float,
+    "antithetic": _as_bool,
+    "probe_size": _as_int,
 }
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig))
 assert set(_COERCE) == set(_FIELD_NAMES) == set(FIELD_HELP), "every field needs a coercer and a help line"
@@ -586,6 +597,20 @@ def validate(cfg: RunConfig) -> None:
         if not isinstance(getattr(cfg, key), dict):
             raise ConfigError(f"{key} must be a table of parameters (a [{key}] section in TOML)")
     _validate_fixed(cfg)
+    _validate_study(cfg)
+
+
+def _validate_study(cfg: RunConfig) -> None:
+    """The study's instruments: zca_eps, antithetic (NP only) and probe_size."""
+    if not (math.isfinite(cfg.zca_eps) and cfg.zca_eps > 0):
+        raise ConfigError(f"zca_eps={cfg.zca_eps!r} must be a finite number > 0; set e.g. zca_eps = 1e-3")
+    if cfg.antithetic and cfg.rule != "np":
+        raise ConfigError(
+            f"antithetic = true is a node-perturbation option but rule is {cfg.rule!r}; use rule = \"np\" "
+            "or drop antithetic"
+        )
+    if cfg.probe_size < 0:
+        raise ConfigError(f"probe_size={cfg.probe_size} must be >= 0 (samples in the probe batch; 0 = off)")
 
 
 def _validate_fixed(cfg: RunConfig) -> None:

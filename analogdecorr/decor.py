@@ -11,6 +11,7 @@ Column convention of SPEC §2 (z = R x̃) and the row convention used here (z = 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,11 +20,21 @@ from torch import Tensor, nn
 from analogdecorr.choices import check_choice
 from analogdecorr.errors import ConfigError, DataError, DivergenceError
 
+if TYPE_CHECKING:
+    from analogdecorr.models import Network
+
 #: The decorrelation rules (SPEC §2); the learning rules that train the weights are rules.RULES.
 DECOR_RULES = ("scaled", "offdiag", "whiten", "kappa")
 # Not a decorrelation rule: centring only (R stays the identity). The baseline that separates what demeaning each
 # layer's input does from what decorrelating it does (measured: most of NP's rescue at small decor lr is centring).
 CENTRE = "centre"
+# Not a learning rule either: the oracle. R is the exact ZCA whitening (Σ + ε I)^(-1/2) of the layer's centred input
+# over the whole training set, set by ``refit_zca`` (the trainer calls it before every epoch, because hidden layers'
+# inputs move as the weights learn) and never changed by a forward pass: the upper bound a learned decorrelator can
+# reach. ε = zca_eps · mean eigenvalue of Σ keeps directions without variance (digits' constant pixels) finite.
+ZCA = "zca"
+#: Decorrelator settings whose R no learning rule updates.
+FIXED_R = (CENTRE, ZCA)
 
 _NORM_EPS = 1e-8  # the ε in s = ⟨‖x‖ / (‖z‖ + ε)⟩ of the `scaled` rule
 
@@ -104,13 +115,14 @@ class Decorrelator(nn.Module):
         mean_momentum: float = 0.1,
         scale_free: bool = False,
         kappa: float = 0.5,
+        zca_eps: float = 1e-3,
     ) -> None:
         super().__init__()
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features <= 0:
             raise ConfigError(
                 f"num_features must be a positive integer (the input width d), got {num_features!r}."
             )
-        if rule != CENTRE:
+        if rule not in FIXED_R:
             _check_rule(rule)
         _check_positive_lr(lr)
         if not isinstance(sample_frac, (int, float)) or not (0.0 < sample_frac <= 1.0):
@@ -125,6 +137,11 @@ class Decorrelator(nn.Module):
                 f"kappa must be in [0, 1] (0: decorrelate only, 1: normalise variances only), got {kappa!r}; "
                 "the default is 0.5."
             )
+        if not isinstance(zca_eps, (int, float)) or not (math.isfinite(zca_eps) and zca_eps > 0):
+            raise ConfigError(
+                f"zca_eps must be a finite number > 0 (the oracle's eigenvalue floor, relative to the mean "
+                f"eigenvalue), got {zca_eps!r}; the default is 1e-3."
+            )
         self.num_features = num_features
         self.rule = rule
         self.lr = float(lr)
@@ -132,6 +149,7 @@ class Decorrelator(nn.Module):
         self.mean_momentum = float(mean_momentum)
         self.scale_free = bool(scale_free)
         self.kappa = float(kappa)
+        self.zca_eps = float(zca_eps)
         self.name = "decorrelator"
         self.register_buffer("R", torch.eye(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
@@ -179,8 +197,8 @@ class Decorrelator(nn.Module):
             return (x - mean) @ self.R.T
 
         mean = x.reshape(-1, d).mean(0)  # differentiable: BP flows through the centring
-        if self.rule == CENTRE:
-            return self._centre_only(x, mean)
+        if self.rule in FIXED_R:
+            return self._fixed_R(x, mean)
         R_used = self.R  # replaced (never modified in place) by the update below, so autograd may keep it
         z = (x - mean) @ R_used.T
         with torch.no_grad():
@@ -202,8 +220,9 @@ class Decorrelator(nn.Module):
             self._buffers["R"] = R_new  # the registered buffer, replaced (nn.Module.__setattr__ is slow per step)
         return z
 
-    def _centre_only(self, x: Tensor, mean: Tensor) -> Tensor:
-        """Training forward of the ``centre`` baseline: z = x − batch mean, R is never updated."""
+    def _fixed_R(self, x: Tensor, mean: Tensor) -> Tensor:
+        """Training forward of the settings whose R no rule updates: ``centre`` (z = x − batch mean, R = I) and
+        the ``zca`` oracle (z = (x − batch mean) Rᵀ with the R ``fit_zca`` last set)."""
         with torch.no_grad():
             mean_d = mean.detach()
             if not math.isfinite(float(mean_d.sum())):
@@ -211,7 +230,23 @@ class Decorrelator(nn.Module):
             self.last_mean = mean_d.clone()
             self.last_R = self.R
             self.running_mean.mul_(1.0 - self.mean_momentum).add_(mean_d, alpha=self.mean_momentum)
-        return x - mean
+        return x - mean if self.rule == CENTRE else (x - mean) @ self.R.T
+
+    @torch.no_grad()
+    def fit_zca(self, mean: Tensor, cov: Tensor) -> None:
+        """Set R to the ZCA whitening U diag((λ + ε)^(-1/2)) Uᵀ of the input covariance ``cov`` = U diag(λ) Uᵀ
+        (ε = zca_eps · mean(λ)) and the running mean to ``mean``: afterwards ⟨z zᵀ⟩ = Σ (Σ + ε I)^(-1) ≈ I.
+        The oracle's only way of changing R (any rule may be fitted, but only ``zca`` is refitted by training)."""
+        cov = cov.double()
+        cov = 0.5 * (cov + cov.T)
+        lam, U = torch.linalg.eigh(cov)
+        lam = lam.clamp_min(0.0)
+        eps = self.zca_eps * max(float(lam.mean()), torch.finfo(torch.float64).tiny)
+        R = (U * (lam + eps).rsqrt()) @ U.T
+        if not bool(torch.isfinite(R).all()):
+            raise DivergenceError(self._divergence_message(self.name, "the ZCA fit of R is NaN/Inf"))
+        self._buffers["R"] = R.to(self.R.dtype)
+        self.running_mean.copy_(mean.to(self.running_mean.dtype))
 
     def transform(self, x: Tensor, mean: Tensor | None = None, R: Tensor | None = None) -> Tensor:
         """Pure (x − mean) Rᵀ, no state change. mean defaults to running_mean, R to the current R.
@@ -245,6 +280,41 @@ class Decorrelator(nn.Module):
                 f"activity diverged upstream (lower the learning rates, e.g. decor_lr={self.lr / 10:g}, "
                 "or use scale_free=True)."
             )
+
+
+@torch.no_grad()
+def refit_zca(net: Network, x: Tensor, chunk: int = 1000) -> int:
+    """Fit every ``zca`` decorrelator of ``net`` to its layer's input over all of ``x`` (the training set), in
+    layer order: layer l's input is computed through the already refitted layers before it. Returns the number of
+    refitted layers (0: nothing to do, no pass made).
+
+    Statistics are accumulated in float64 over chunks of ``chunk`` samples (all positions of a conv layer), so
+    memory stays O(chunk·width + d²); the cost is one forward pass of x through layers 0..l−1 per zca layer l.
+    No other state changes (the passes use ``transform``, not the training forward)."""
+    targets = [i for i, layer in enumerate(net.layers) if getattr(layer.decor, "rule", None) == ZCA]
+    for target in targets:
+        decor = net.layers[target].decor
+        d = decor.num_features
+        total = torch.zeros(d, dtype=torch.float64)
+        outer = torch.zeros(d, d, dtype=torch.float64)
+        count = 0
+        for start in range(0, x.shape[0], chunk):
+            h = net.shape_input(x[start : start + chunk])
+            for layer in net.layers[:target]:
+                rows = layer.to_rows(h)
+                z = layer.decor.transform(rows) if layer.decor is not None else rows
+                h = layer.act(layer.from_rows(layer.linear(z), h.shape[0]))
+            rows = net.layers[target].to_rows(h).double()
+            total += rows.sum(0)
+            outer += rows.T @ rows
+            count += rows.shape[0]
+        if count == 0:
+            raise DataError("refit_zca: the training set is empty; the zca oracle needs training data.")
+        mean = total / count
+        if not bool(torch.isfinite(outer).all()):
+            raise DataError(decor._nonfinite_input_message())
+        decor.fit_zca(mean, outer / count - torch.outer(mean, mean))
+    return len(targets)
 
 
 class DecorLinear(nn.Module):

@@ -181,6 +181,7 @@ def _decor(cfg, features: int, index: int = 0, unit_plan=None) -> Decorrelator |
         sample_frac=cfg.sample_frac,
         scale_free=cfg.scale_free,
         kappa=cfg.kappa,
+        zca_eps=getattr(cfg, "zca_eps", 1e-3),
     )
 
 

@@ -186,7 +186,8 @@ FIELD_HELP: dict[str, str] = {
     "fidelity_steps": "analog NP: steps per epoch whose pulsed update is compared with the exact one (>= 0)",
     "zca_eps": "decor zca: eigenvalue floor of the oracle's whitening, relative to the mean eigenvalue (> 0)",
     "antithetic": "NP: perturb in +xi/-xi pairs (central difference, same forward reads; see rules.py)",
-    "probe_size": "samples of the fixed probe batch for NP's per-epoch gradient cosine (0 = off)",
+    "probe_size": "samples in the probe batch of NP's per-epoch gradient cosine; 0 turns the per-epoch "
+    "diagnostics (spectra of cov(z), gradient cosine) off",
 }
 
 

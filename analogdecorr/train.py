@@ -170,11 +170,13 @@ class Trainer:
         te_loss, te_acc = evaluate(self.net, d.x_test, d.y_test)
         va_loss, va_acc = evaluate(self.net, d.x_val, d.y_val) if len(d.x_val) else (None, None)
         t0 = time.perf_counter()
+        probe = self.cfg.probe_size > 0  # the per-epoch diagnostics (spectra, NP's gradient cosine) are on
         before, after, spectra = [], [], []
         for rows, z in self.net.layer_inputs(d.x_train[:1000]):
             before.append(mean_abs_offdiag(rows))
             after.append(mean_abs_offdiag(z))
-            spectra.append(input_spectrum(z))
+            if probe:
+                spectra.append(input_spectrum(z))
         row = {
             "epoch": epoch + 1,
             "train_loss": tr_loss,
@@ -186,11 +188,12 @@ class Trainer:
             "running_train_loss": train_loss,
             "corr_before": before,
             "corr_after": after,
-            **{f"zz_{key}": [s[key] for s in spectra] for key in ("cond", "eig_max", "eig_min", "rank")},
             "lr": lr,
             "seconds": seconds,
         }
-        if isinstance(self.rule, NodePerturbation) and self.cfg.probe_size > 0:
+        if probe:
+            row.update({f"zz_{key}": [s[key] for s in spectra] for key in ("cond", "eig_max", "eig_min", "rank")})
+        if probe and isinstance(self.rule, NodePerturbation):
             n = self.cfg.probe_size
             gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch + 50_021)  # not the rule's
             weights = [self.backend.exact_weights(layer) for layer in self.net.layers]

@@ -541,13 +541,16 @@ def _np_run(tmp_path, decor: str, **kw) -> dict:
 def test_np_learns_faster_with_the_zca_oracle_than_without_decorrelation(tmp_path) -> None:
     """correlated ρ = 0.9, 64-100-10, NP at SGD lr 0.02 (measured: the oracle's train loss falls every epoch to
     1.42 at epoch 8 while none stalls above 1.9, on seeds 0 and 1)."""
-    oracle = [e["train_loss"] for e in _np_run(tmp_path, "zca", epochs=7)["epochs"]]
+    oracle_run = _np_run(tmp_path, "zca", epochs=7)
+    oracle = [e["train_loss"] for e in oracle_run["epochs"]]
     plain = [e["train_loss"] for e in _np_run(tmp_path, "none", epochs=7)["epochs"]]
     assert min(oracle) < min(plain) - 0.2, (oracle, plain)
+    assert not {"zz_cond", "grad_cosine"} & set(oracle_run["epochs"][0])  # probe_size 0: diagnostics off
 
 
 def test_zca_oracle_trains_on_the_analog_backend(tmp_path) -> None:
     result = _np_run(tmp_path, "zca", epochs=1, backend="analog", preset="FloatingPointPreset", n_samples=400,
-                     drift_times=[])
-    assert math.isfinite(result["epochs"][0]["train_loss"])
-    assert result["epochs"][0]["zz_cond"][0] < 3  # layer 0 is white over the probe rows (its R is the data's)
+                     drift_times=[], probe_size=64)
+    row = result["epochs"][0]
+    assert math.isfinite(row["train_loss"]) and len(row["grad_cosine"]) == 2
+    assert row["zz_cond"][0] < 3  # layer 0 is white over the probe rows (its R is the data's)

@@ -149,8 +149,7 @@ FIELD_HELP: dict[str, str] = {
     "activation": f"hidden activation: {', '.join(ACTIVATIONS)}",
     "conv_channels": "output channels of the conv layers, e.g. 16,32",
     "rule": "learning rule: bp (backprop), fa (feedback alignment), dfa (direct FA), np (node perturbation)",
-    "decor": f"decorrelation rule before every layer: {', '.join(DECORS)} ('centre': demeaning only, R = I; "
-    "'zca': the oracle, R = exact ZCA whitening of the training data, refitted every epoch)",
+    "decor": f"decorrelation before every layer: {', '.join(DECORS)} (centre: demean only; zca: oracle)",
     "decor_lr": "learning rate of the decorrelation matrices R (> 0)",
     "sample_frac": "fraction of each batch used for the R update, in (0, 1]",
     "scale_free": "divide the decorrelation step by the mean activity so it does not grow with it",
@@ -186,8 +185,7 @@ FIELD_HELP: dict[str, str] = {
     "fidelity_steps": "analog NP: steps per epoch whose pulsed update is compared with the exact one (>= 0)",
     "zca_eps": "decor zca: eigenvalue floor of the oracle's whitening, relative to the mean eigenvalue (> 0)",
     "antithetic": "NP: perturb in +xi/-xi pairs (central difference, same forward reads; see rules.py)",
-    "probe_size": "samples in the probe batch of NP's per-epoch gradient cosine; 0 turns the per-epoch "
-    "diagnostics (spectra of cov(z), gradient cosine) off",
+    "probe_size": "samples in NP's gradient-cosine probe batch; 0 turns the per-epoch spectra and cosine off",
 }
 
 

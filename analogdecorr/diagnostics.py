@@ -52,14 +52,15 @@ def true_gradients(
     net: Network, weights: Sequence[tuple[Tensor, Tensor | None]], x: Tensor, y: Tensor
 ) -> list[Tensor]:
     """∂L/∂W of every layer for the mean cross-entropy on (x, y), computed digitally with the given exact
-    (W, b) per layer and each decorrelator's ``transform`` (evaluation centring and the current R, no state
-    change): the gradient a perfect backprop would follow at the network's present weights."""
+    (W, b) per layer and each decorrelator's z = (x − running mean) Rᵀ (evaluation centring, the current R, no
+    state change): the gradient a perfect backprop would follow at the network's present weights."""
     ws = [w.detach().clone().float().requires_grad_(True) for w, _ in weights]
     with torch.enable_grad():
         h = net.shape_input(x)
         for layer, w, (_, b) in zip(net.layers, ws, weights, strict=True):
             rows = layer.to_rows(h)
-            z = layer.decor.transform(rows) if layer.decor is not None else rows  # R, mean: constants
+            dec = layer.decor  # the float formula with its R and mean (a fixed-point unit: their float views)
+            z = dec.transform(rows, dec.running_mean, dec.R) if dec is not None else rows
             out = F.linear(z, w, None if b is None else b.detach().float())
             h = layer.act(layer.from_rows(out, h.shape[0]))
         return list(torch.autograd.grad(F.cross_entropy(h, y), ws))

@@ -166,3 +166,19 @@ def test_backprop_runs_have_spectra_but_no_np_cosine_and_old_results_no_diagnost
     path.write_text(json.dumps(data))
     written = plot_results(path, tmp_path / "old")
     assert written and tmp_path / "old" / DIAGNOSTICS not in written
+
+
+def test_np_gradient_cosine_on_the_fixed_point_unit(tmp_path):
+    """decor_numerics = fixed: the probe's perturbed pass replays the unit's present state (not the last training
+    batch's), so with ξ = 0 the two passes agree exactly; the true gradient uses the unit's float view of R."""
+    cfg = resolve({}, {**SMALL, "dataset": "correlated", "n_features": 16, "n_samples": 600, "hidden": "16",
+                       "rule": "np", "decor": "offdiag", "decor_numerics": "fixed", "cosim_record": 0,
+                       "out": str(tmp_path / "fixed")})
+    trainer = Trainer(cfg, progress=False, log=lambda m: None)
+    row = trainer.run()["epochs"][-1]
+    assert len(row["grad_cosine"]) == 2 and all(-1 <= c <= 1 for c in row["grad_cosine"])
+    decor = trainer.net.layers[1].decor
+    h = trainer.net.layers[0](trainer.net.shape_input(trainer.data.x_train[:32]))
+    decor.eval()
+    z = decor(h)
+    assert torch.equal(decor.replay_last(h), z)

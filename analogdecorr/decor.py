@@ -100,7 +100,8 @@ class Decorrelator(nn.Module):
     """Learned decorrelating transform z = (x − μ) Rᵀ; R updated by a local rule in every training forward.
 
     Input is (N, d) or (N, L, d) (L positions per sample, e.g. conv patches): the mean is taken over all
-    leading dimensions and the update uses all positions of the first k samples.
+    leading dimensions and the update uses all positions of the first k samples. ``rule`` is one of DECOR_RULES,
+    or ``centre`` / ``zca`` (FIXED_R: no rule updates R; ``zca``'s R is set by ``fit_zca``, see ``refit_zca``).
     Buffers: R (d×d, identity at start) and running_mean (d,). Plain attributes (not saved):
     last_mean / last_R, the mean and R used by the most recent forward pass (detached), and name, the
     layer name used in divergence messages.
@@ -160,6 +161,7 @@ class Decorrelator(nn.Module):
         return (
             f"{self.num_features}, rule={self.rule!r}, lr={self.lr:g}, sample_frac={self.sample_frac:g}, "
             f"scale_free={self.scale_free}" + (f", kappa={self.kappa:g}" if self.rule == "kappa" else "")
+            + (f", zca_eps={self.zca_eps:g}" if self.rule == ZCA else "")
         )
 
     def _check_input(self, x: Tensor, values: bool = True) -> None:

@@ -474,7 +474,7 @@ def test_centre_baseline_only_demeans_and_never_moves_R():
 # The zca oracle: R = exact ZCA whitening of the layer's training inputs, refitted per epoch, never learned.
 
 
-def _correlated(n: int, d: int, rho: float, seed: int = 0) -> torch.Tensor:
+def _equicorrelated(n: int, d: int, rho: float, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     eps = torch.randn(n, d, generator=g)
     m = eps.mean(1, keepdim=True)
@@ -485,7 +485,7 @@ def _correlated(n: int, d: int, rho: float, seed: int = 0) -> torch.Tensor:
 def test_refit_zca_whitens_every_layer_input_over_the_training_set(model: str) -> None:
     torch.manual_seed(0)
     if model == "mlp":
-        x, shape = _correlated(3000, 12, 0.9), (12,)
+        x, shape = _equicorrelated(3000, 12, 0.9), (12,)
         cfg = resolve({}, {"hidden": "20,10", "decor": "zca", "model": "mlp"})
     else:  # patches of smoothed images: correlated neighbouring pixels
         noise = torch.randn(2000, 1, 6, 6)
@@ -511,7 +511,7 @@ def input_cov(z: torch.Tensor) -> torch.Tensor:
 
 
 def test_zca_training_forward_never_moves_R_and_eps_floors_dead_directions() -> None:
-    x = _correlated(500, 6, 0.8)
+    x = _equicorrelated(500, 6, 0.8)
     x[:, 2] = 4.0  # no variance: ε keeps its gain finite
     dec = Decorrelator(6, rule="zca", lr=1.0, zca_eps=1e-2)
     xd = x.double()

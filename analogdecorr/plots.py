@@ -33,7 +33,6 @@ METRIC_LABELS = {
     "seconds": "seconds per epoch",
     "lr": "learning rate",
     "update_cosine": "cosine(pulsed update, exact update)",
-    "diagnostics_seconds": "seconds per epoch of diagnostics",
 }
 _DPI = 110
 

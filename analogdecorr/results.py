@@ -9,7 +9,6 @@ Schema (every key after "epochs" is an optional extra section)::
                  "zz_cond", "zz_eig_max", "zz_eig_min", "zz_rank": [per layer],   # spectrum of cov(z), below
                  "grad_cosine": [per layer],                    # NP with probe_size > 0: cos(G_NP, ∂L/∂W)
                  "update_cosine",                               # analog local rules: cos(pulsed, intended ΔW)
-                 "diagnostics_seconds",                         # time spent on corr, spectra and grad_cosine
                  "cosim": [{"layer", "samples", "learned", "saturation": {x, xc, rw, z, p, v, e, r},
                             "r_rel_dist", "z_rel_dist", "scale"}]}, ...],          # decor_numerics = fixed
      "summary": {"best_val_epoch", "best_val_acc", "test_acc_at_best_val", "last_epoch", "val_acc_last",

@@ -169,7 +169,6 @@ class Trainer:
         tr_loss, tr_acc = evaluate(self.net, d.x_train, d.y_train)
         te_loss, te_acc = evaluate(self.net, d.x_test, d.y_test)
         va_loss, va_acc = evaluate(self.net, d.x_val, d.y_val) if len(d.x_val) else (None, None)
-        t0 = time.perf_counter()
         probe = self.cfg.probe_size > 0  # the per-epoch diagnostics (spectra, NP's gradient cosine) are on
         before, after, spectra = [], [], []
         for rows, z in self.net.layer_inputs(d.x_train[:1000]):
@@ -200,7 +199,6 @@ class Trainer:
             row["grad_cosine"] = np_gradient_cosine(
                 self.net, self.rule, weights, d.x_train[:n], d.y_train[:n], gen
             )
-        row["diagnostics_seconds"] = time.perf_counter() - t0
         return row
 
     def run(self, stop_when: Callable[[], bool] | None = None) -> dict:

@@ -149,7 +149,6 @@ def test_a_run_reports_spectra_equal_to_numpy_and_np_gradient_cosines(tmp_path):
         assert row["zz_cond"][i] == pytest.approx(lam[-1] / kept[0], rel=1e-6)
     assert row["zz_rank"][0] < 64  # digits has blank pixels: the rank says so instead of cond = 1e16
     assert all(-1 <= c <= 1 for c in row["grad_cosine"]) and max(row["grad_cosine"]) > 0.05
-    assert row["diagnostics_seconds"] >= 0
     written = plot_results(tmp_path / "np" / "results.json", tmp_path / "np")
     assert tmp_path / "np" / DIAGNOSTICS in written
 

@@ -181,3 +181,16 @@ def test_np_gradient_cosine_on_the_fixed_point_unit(tmp_path):
     decor.eval()
     z = decor(h)
     assert torch.equal(decor.replay_last(h), z)
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("probe_size", -1, r"^probe_size=-1 must be >= 0"),
+    ("zca_eps", 0.0, r"^zca_eps=0.0 must be a finite number > 0"),
+    ("decor", "zcaa", r"did you mean 'zca'"),
+])
+def test_bad_study_settings_are_one_line_config_errors(key, value, needle):
+    from analogdecorr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=needle) as info:
+        resolve({}, {key: value})
+    assert "\n" not in str(info.value)

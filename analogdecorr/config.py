@@ -83,6 +83,12 @@ def at_least_zero(fix: str, what: str = "a finite number") -> Check:
     return check
 
 
+def _np_only(key: str, v: Any, cfg: RunConfig) -> None:
+    if v and cfg.rule != "np":
+        raise ConfigError(f"{key} = true is a node-perturbation option but rule is {cfg.rule!r}; use rule = \"np\" "
+                          f"or drop {key}")
+
+
 def within(interval: str, fix: str) -> Check:
     """A finite number in ``interval``, written as in maths: "(0, 1]", "[0, 1)"; ``fix`` ends the message."""
     m = re.fullmatch(r"([\[(])\s*([^,]+),\s*([^\])]+)([\])])", interval)
@@ -185,7 +191,7 @@ class RunConfig:
     # learning rule and decorrelation
     rule: str = setting("np", "learning rule: bp (backprop), fa (feedback alignment), dfa (direct FA), "
                               "np (node perturbation)", choices=RULES)
-    decor: str = setting("scaled", f"decorrelation before every layer: {', '.join(DECORS)} (centre: R = I)",
+    decor: str = setting("scaled", f"decorrelation before every layer: {', '.join(DECORS)} (zca: the oracle)",
                          choices=DECORS)
     decor_lr: float = setting(1e-4, "learning rate of the decorrelation matrices R (> 0)", check=positive("1e-4"))
     sample_frac: float = setting(
@@ -252,6 +258,13 @@ class RunConfig:
     fidelity_steps: int = setting(10, "analog NP: steps per epoch whose pulsed update is compared with the exact "
                                       "one (>= 0)",
                                   check=at_least_zero("0 skips the fidelity check", "an integer"), resumable=True)
+    # the study's instruments (issue 10): the zca oracle's eigenvalue floor, NP's antithetic ±ξ, the probe batch
+    zca_eps: float = setting(1e-3, "decor zca: eigenvalue floor of the oracle's whitening, relative to the mean "
+                                   "eigenvalue (> 0)", check=positive("1e-3"))
+    antithetic: bool = setting(False, "NP: perturb in +xi/-xi pairs (central difference, same forward reads)",
+                               check=_np_only)
+    probe_size: int = setting(256, "samples in NP's gradient-cosine probe batch; 0 turns the per-epoch spectra "
+                                   "and cosine off", check=at_least_zero("0 turns the diagnostics off", "an integer"))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of every field (tuples become lists; ``device``/``io`` deep-copied)."""

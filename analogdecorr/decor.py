@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,9 @@ from torch import Tensor, nn
 
 from analogdecorr.choices import check_choice
 from analogdecorr.errors import ConfigError, DataError, DivergenceError
+
+if TYPE_CHECKING:
+    from analogdecorr.models import Network
 
 #: The decorrelation rules (SPEC §2); the learning rules that train the weights are rules.RULES.
 DECOR_RULES = ("scaled", "offdiag", "whiten", "kappa")
@@ -34,6 +37,13 @@ CENTRE = "centre"
 #: through it), ``running`` subtracts the running mean from before this batch and then updates it (a constant to
 #: autograd): the streaming form the FPGA unit computes, which cannot see a batch's mean before its samples.
 CENTRINGS = ("batch", "running")
+# Not a learning rule either: the oracle. R is the exact ZCA whitening (Σ + ε I)^(-1/2) of the layer's centred input
+# over the whole training set, set by ``refit_zca`` (the trainer calls it before every epoch, because hidden layers'
+# inputs move as the weights learn) and never changed by a forward pass: the upper bound a learned decorrelator can
+# reach. ε = zca_eps · mean eigenvalue of Σ keeps directions without variance (digits' constant pixels) finite.
+ZCA = "zca"
+#: Decorrelator settings whose R no learning rule updates.
+FIXED_R = (CENTRE, ZCA)
 
 _NORM_EPS = 1e-8  # the ε in s = ⟨‖x‖ / (‖z‖ + ε)⟩ of the `scaled` rule
 
@@ -99,7 +109,8 @@ class Decorrelator(nn.Module):
     """Learned decorrelating transform z = (x − μ) Rᵀ; R updated by a local rule in every training forward.
 
     Input is (N, d) or (N, L, d) (L positions per sample, e.g. conv patches): the mean is taken over all
-    leading dimensions and the update uses all positions of the first k samples.
+    leading dimensions and the update uses all positions of the first k samples. ``rule`` is one of DECOR_RULES,
+    or ``centre`` / ``zca`` (FIXED_R: no rule updates R; ``zca``'s R is set by ``fit_zca``, see ``refit_zca``).
     Buffers: R (d×d, identity at start) and running_mean (d,). Plain attributes (not saved):
     last_mean / last_R, the mean and R used by the most recent forward pass (detached), and name, the
     layer name used in divergence messages.
@@ -115,13 +126,14 @@ class Decorrelator(nn.Module):
         scale_free: bool = False,
         kappa: float = 0.5,
         centring: str = "batch",
+        zca_eps: float = 1e-3,
     ) -> None:
         super().__init__()
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features <= 0:
             raise ConfigError(
                 f"num_features must be a positive integer (the input width d), got {num_features!r}."
             )
-        if rule != CENTRE:
+        if rule not in FIXED_R:
             _check_rule(rule)
         _check_positive_lr(lr)
         if not isinstance(sample_frac, (int, float)) or not (0.0 < sample_frac <= 1.0):
@@ -137,6 +149,11 @@ class Decorrelator(nn.Module):
                 "the default is 0.5."
             )
         check_choice(centring, CENTRINGS, "centring")
+        if not isinstance(zca_eps, (int, float)) or not (math.isfinite(zca_eps) and zca_eps > 0):
+            raise ConfigError(
+                f"zca_eps must be a finite number > 0 (the oracle's eigenvalue floor, relative to the mean "
+                f"eigenvalue), got {zca_eps!r}; the default is 1e-3."
+            )
         self.num_features = num_features
         self.centring = centring
         self.rule = rule
@@ -145,6 +162,7 @@ class Decorrelator(nn.Module):
         self.mean_momentum = float(mean_momentum)
         self.scale_free = bool(scale_free)
         self.kappa = float(kappa)
+        self.zca_eps = float(zca_eps)
         self.name = "decorrelator"
         self.register_buffer("R", torch.eye(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
@@ -155,6 +173,7 @@ class Decorrelator(nn.Module):
         return (
             f"{self.num_features}, rule={self.rule!r}, lr={self.lr:g}, sample_frac={self.sample_frac:g}, "
             f"scale_free={self.scale_free}" + (f", kappa={self.kappa:g}" if self.rule == "kappa" else "")
+            + (f", zca_eps={self.zca_eps:g}" if self.rule == ZCA else "")
         )
 
     def _check_input(self, x: Tensor, values: bool = True) -> None:
@@ -195,8 +214,8 @@ class Decorrelator(nn.Module):
         mean = x.reshape(-1, d).mean(0)  # differentiable: BP flows through the centring
         if self.centring == "running":
             mean = self._running_mean_then_update(mean.detach())
-        if self.rule == CENTRE:
-            return self._centre_only(x, mean)
+        if self.rule in FIXED_R:
+            return self._fixed_R(x, mean)
         R_used = self.R  # replaced (never modified in place) by the update below, so autograd may keep it
         z = (x - mean) @ R_used.T
         with torch.no_grad():
@@ -229,9 +248,10 @@ class Decorrelator(nn.Module):
             self.running_mean.lerp_(batch_mean, self.mean_momentum)
         return used
 
-    def _centre_only(self, x: Tensor, mean: Tensor) -> Tensor:
-        """Training forward of the ``centre`` baseline: z = x − mean (the batch mean, or the running mean with
-        ``running`` centring), R is never updated."""
+    def _fixed_R(self, x: Tensor, mean: Tensor) -> Tensor:
+        """Training forward of the settings whose R no rule updates: ``centre`` (z = x − mean, R = I) and the
+        ``zca`` oracle (z = (x − mean) Rᵀ with the R ``fit_zca`` last set); the mean is the batch mean, or the
+        running mean with ``running`` centring."""
         with torch.no_grad():
             mean_d = mean.detach()
             if not math.isfinite(float(mean_d.sum())):
@@ -240,7 +260,23 @@ class Decorrelator(nn.Module):
             self.last_R = self.R
             if self.centring == "batch":
                 self.running_mean.mul_(1.0 - self.mean_momentum).add_(mean_d, alpha=self.mean_momentum)
-        return x - mean
+        return x - mean if self.rule == CENTRE else (x - mean) @ self.R.T
+
+    @torch.no_grad()
+    def fit_zca(self, mean: Tensor, cov: Tensor) -> None:
+        """Set R to the ZCA whitening U diag((λ + ε)^(-1/2)) Uᵀ of the input covariance ``cov`` = U diag(λ) Uᵀ
+        (ε = zca_eps · mean(λ)) and the running mean to ``mean``: afterwards ⟨z zᵀ⟩ = Σ (Σ + ε I)^(-1) ≈ I.
+        The oracle's only way of changing R (any rule may be fitted, but only ``zca`` is refitted by training)."""
+        cov = cov.double()
+        cov = 0.5 * (cov + cov.T)
+        lam, U = torch.linalg.eigh(cov)
+        lam = lam.clamp_min(0.0)
+        eps = self.zca_eps * max(float(lam.mean()), torch.finfo(torch.float64).tiny)
+        R = (U * (lam + eps).rsqrt()) @ U.T
+        if not bool(torch.isfinite(R).all()):
+            raise DivergenceError(self._divergence_message(self.name, "the ZCA fit of R is NaN/Inf"))
+        self._buffers["R"] = R.to(self.R.dtype)
+        self.running_mean.copy_(mean.to(self.running_mean.dtype))
 
     def transform(self, x: Tensor, mean: Tensor | None = None, R: Tensor | None = None) -> Tensor:
         """Pure (x − mean) Rᵀ, no state change. mean defaults to running_mean, R to the current R.
@@ -274,6 +310,41 @@ class Decorrelator(nn.Module):
                 f"activity diverged upstream (lower the learning rates, e.g. decor_lr={self.lr / 10:g}, "
                 "or use scale_free=True)."
             )
+
+
+@torch.no_grad()
+def refit_zca(net: Network, x: Tensor, chunk: int = 1000) -> int:
+    """Fit every ``zca`` decorrelator of ``net`` to its layer's input over all of ``x`` (the training set), in
+    layer order: layer l's input is computed through the already refitted layers before it. Returns the number of
+    refitted layers (0: nothing to do, no pass made).
+
+    Statistics are accumulated in float64 over chunks of ``chunk`` samples (all positions of a conv layer), so
+    memory stays O(chunk·width + d²); the cost is one forward pass of x through layers 0..l−1 per zca layer l.
+    No other state changes (the passes use ``transform``, not the training forward)."""
+    targets = [i for i, layer in enumerate(net.layers) if getattr(layer.decor, "rule", None) == ZCA]
+    for target in targets:
+        decor = net.layers[target].decor
+        d = decor.num_features
+        total = torch.zeros(d, dtype=torch.float64)
+        outer = torch.zeros(d, d, dtype=torch.float64)
+        count = 0
+        for start in range(0, x.shape[0], chunk):
+            h = net.shape_input(x[start : start + chunk])
+            for layer in net.layers[:target]:
+                rows = layer.to_rows(h)
+                z = layer.decor.transform(rows) if layer.decor is not None else rows
+                h = layer.act(layer.from_rows(layer.linear(z), h.shape[0]))
+            rows = net.layers[target].to_rows(h).double()
+            total += rows.sum(0)
+            outer += rows.T @ rows
+            count += rows.shape[0]
+        if count == 0:
+            raise DataError("refit_zca: the training set is empty; the zca oracle needs training data.")
+        mean = total / count
+        if not bool(torch.isfinite(outer).all()):
+            raise DataError(decor._nonfinite_input_message())
+        decor.fit_zca(mean, outer / count - torch.outer(mean, mean))
+    return len(targets)
 
 
 # ----------------------------------------------------------------------------------------------------------

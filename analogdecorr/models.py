@@ -14,14 +14,15 @@ import torch
 from torch import Tensor, nn
 
 from .choices import check_choice
-from .decor import CENTRE, DECOR_RULES, DecorConv2d, DecorLinear, Decorrelator, Layer
+from .decor import CENTRE, DECOR_RULES, ZCA, DecorConv2d, DecorLinear, Decorrelator, Layer
 from .errors import ConfigError, DataError
 
 #: Network types ``build_model`` builds.
 MODELS = ("mlp", "conv")
-#: What stands before every layer: nothing ("none"), a decorrelation rule, or centring only (R = I).
+#: What stands before every layer: nothing ("none"), a decorrelation rule, centring only (R = I), or the oracle
+#: (R = the exact ZCA whitening of the layer's input over the training set, refitted every epoch).
 NO_DECOR = "none"
-DECORS = (NO_DECOR, *DECOR_RULES, CENTRE)
+DECORS = (NO_DECOR, *DECOR_RULES, CENTRE, ZCA)
 #: The decorrelators' arithmetic: torch floats, or the FPGA unit's integer model (analogdecorr.cosim).
 DECOR_NUMERICS = ("float", "fixed")
 
@@ -107,6 +108,7 @@ def _decor(cfg, features: int, index: int = 0, unit_plan=None) -> Decorrelator |
         scale_free=cfg.scale_free,
         kappa=cfg.kappa,
         centring=cfg.decor_centring,
+        zca_eps=cfg.zca_eps,
     )
 
 

@@ -23,6 +23,7 @@ CORRELATION = "correlation.png"
 DRIFT = "drift.png"
 COSIM = "cosim.png"
 CORR_MATRICES = "corr_matrices.png"
+DIAGNOSTICS = "diagnostics.png"
 
 METRIC_LABELS = {
     "train_loss": "train loss",
@@ -83,7 +84,9 @@ def plot_results(results_path: str | Path, out_dir: str | Path) -> list[Path]:
     learning_curves.png (loss and accuracy vs epoch) and correlation.png (mean |off-diagonal correlation| of
     each layer's input before and after decorrelation) when there are epochs; drift.png when the results hold
     a "drift" section; corr_matrices.png when they hold "corr_matrices"; cosim.png (per layer: distance of the
-    unit's R and z from the shadow float decorrelator, saturated words per epoch) for fixed-numerics runs.
+    unit's R and z from the shadow float decorrelator, saturated words per epoch) for fixed-numerics runs;
+    diagnostics.png (per layer: condition number and extreme eigenvalues of ⟨zzᵀ⟩, mean |off-diagonal
+    correlation|, NP's cosine with the true gradient) when the epochs hold the spectra ("zz_cond").
     DataError if the file is missing or corrupt.
     """
     data = read_results(results_path)
@@ -100,6 +103,8 @@ def plot_results(results_path: str | Path, out_dir: str | Path) -> list[Path]:
         path = _drift_plot(data, drift, out / DRIFT)
         if path:
             written.append(path)
+    if any(isinstance(r.get("zz_cond"), list) for r in epochs):
+        written.append(_diagnostics_panel(data, epochs, out / DIAGNOSTICS))
     if any(isinstance(r.get("cosim"), list) for r in epochs):
         written.append(_cosim_panel(data, epochs, out / COSIM))
     mats = data.get("corr_matrices")
@@ -108,6 +113,60 @@ def plot_results(results_path: str | Path, out_dir: str | Path) -> list[Path]:
         if path:
             written.append(path)
     return written
+
+
+def _layer_series(epochs: list[dict], key: str, layer: int) -> list[float]:
+    """Layer ``layer``'s value of the per-layer list ``key`` in every epoch row (NaN where absent)."""
+    out = []
+    for r in epochs:
+        vals = r.get(key) or []
+        out.append(_num(vals[layer]) if isinstance(vals, list) and layer < len(vals) else math.nan)
+    return out
+
+
+def _positive(values: list[float]) -> list[float]:
+    """Values for a log axis: non-positive ones become gaps."""
+    return [v if v > 0 else math.nan for v in values]
+
+
+def _diagnostics_panel(data: dict, epochs: list[dict], path: Path) -> Path:
+    """Per layer and epoch: condition number of ⟨zzᵀ⟩ (log), its top and bottom eigenvalues (log), mean
+    |off-diagonal correlation| of z, and NP's cosine with the true gradient next to the pulsed-update cosine."""
+    x = _epoch_axis(epochs)
+    n_layers = max((len(r.get("zz_cond") or []) for r in epochs), default=0)
+    fig = _new_figure(11, 7.5)
+    (ax_cond, ax_eig), (ax_corr, ax_cos) = fig.subplots(2, 2)
+    for layer in range(n_layers):
+        color = f"C{layer % 10}"
+        label = f"layer {layer}"
+        ax_cond.plot(x, _positive(_layer_series(epochs, "zz_cond", layer)), marker=".", color=color, label=label)
+        ax_eig.plot(x, _positive(_layer_series(epochs, "zz_eig_max", layer)), marker=".", color=color,
+                    label=f"{label} top")
+        ax_eig.plot(x, _positive(_layer_series(epochs, "zz_eig_min", layer)), "--", color=color,
+                    label=f"{label} bottom")
+        ax_corr.plot(x, _layer_series(epochs, "corr_after", layer), marker=".", color=color, label=label)
+        if any(isinstance(r.get("grad_cosine"), list) for r in epochs):
+            ax_cos.plot(x, _layer_series(epochs, "grad_cosine", layer), marker=".", color=color,
+                        label=f"{label}: cos(NP update, gradient)")
+    if any("update_cosine" in r for r in epochs):
+        ax_cos.plot(x, [_num(r.get("update_cosine")) for r in epochs], "k--", marker=".",
+                    label="cos(pulsed, intended update), all layers")
+    ax_cond.set_yscale("log")
+    ax_eig.set_yscale("log")
+    ax_cond.set(xlabel="epoch", ylabel="λ_max / λ_min", title="condition number of cov(z)")
+    ax_eig.set(xlabel="epoch", ylabel="eigenvalue", title="top (solid) / bottom (dashed) eigenvalue of cov(z)")
+    ax_corr.set(xlabel="epoch", ylabel="mean |off-diagonal correlation|", title="correlation of z")
+    ax_corr.set_ylim(bottom=0)
+    ax_cos.set(xlabel="epoch", ylabel="cosine", title="NP update vs true gradient (probe batch)", ylim=(-1.02, 1.02))
+    for ax in (ax_cond, ax_eig, ax_corr, ax_cos):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="x-small")
+    if not ax_cos.lines:
+        ax_cos.text(0.5, 0.5, "no NP cosines in this run", ha="center", va="center", transform=ax_cos.transAxes)
+    fig.suptitle(f"{_title(data)}: diagnostics of the decorrelated layer inputs z")
+    return _save(fig, path)
 
 
 def _cosim_panel(data: dict, epochs: list[dict], path: Path) -> Path:

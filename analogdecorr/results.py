@@ -6,6 +6,9 @@ Schema (every key after "epochs" is an optional extra section)::
      "versions": {"python", "torch", "aihwkit", "numpy", "amaranth", "analogdecorr"},
      "epochs": [{"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                  "corr_before": [per layer], "corr_after": [per layer], "seconds", ...,
+                 "zz_cond", "zz_eig_max", "zz_eig_min", "zz_rank": [per layer],   # spectrum of cov(z), below
+                 "grad_cosine": [per layer],                    # NP with probe_size > 0: cos(G_NP, ∂L/∂W)
+                 "update_cosine",                               # analog local rules: cos(pulsed, intended ΔW)
                  "cosim": [{"layer", "samples", "learned", "saturation": {x, xc, rw, z, p, v, e, r},
                             "r_rel_dist", "z_rel_dist", "scale"}]}, ...],          # decor_numerics = fixed
      "summary": {"best_val_epoch", "best_val_acc", "test_acc_at_best_val", "last_epoch", "val_acc_last",
@@ -16,6 +19,13 @@ Schema (every key after "epochs" is an optional extra section)::
      "corr_matrices": [{"layer", "before": [[...]], "after": [[...]]}, ...]}   # last epoch
 
 The file is strict JSON: NaN and ±Inf are written as null (read back as None).
+
+Diagnostics (analogdecorr.diagnostics): ``zz_*`` describe the centred covariance of each layer's decorrelated input
+z over the first 1000 training samples (the rows ``corr_after`` uses), in evaluation mode, at the end of the epoch:
+top and bottom eigenvalue, the rank (eigenvalues above 1e-10·λ_max) and the condition number over that range (a
+rank below d flags directions without variance, or a layer wider than the probe rows; then the bottom eigenvalue is
+the sample covariance's). ``grad_cosine``: one NP estimate on the first ``probe_size`` training samples against the
+exact gradient at the present weights (tiles: NP's reads are analog, the weights are read exactly).
 """
 
 from __future__ import annotations

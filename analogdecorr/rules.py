@@ -155,66 +155,110 @@ class FeedbackAlignment(_Traced):
 
 class NodePerturbation(_Traced):
     """``np``: a clean and a perturbed forward pass (ξ = σ ε on every pre-activation), per-sample loss
-    difference δL, and G = (1/N) Σₙ (δLₙ / σ²) ξₙ zₙᵀ for every layer. No backward pass, no autograd graph."""
+    difference δL, and G = (1/N) Σₙ (δLₙ / σ²) ξₙ zₙᵀ for every layer. No backward pass, no autograd graph.
+
+    ``antithetic``: the clean pass is replaced by a second perturbed pass with −ξ (the same draw, opposite sign),
+    and G = (1/N) Σₙ ((L₊ − L₋)ₙ / 2σ²) ξₙ z̄ₙᵀ, the central difference. Same number of forward reads per sample
+    (two) and the same mean to O(σ²); what it removes is every even-order term of δL (the curvature ½ ξᵀHξ, whose
+    noise grows with σ) and half the amplitude of read noise relative to the signal (L₊ − L₋ carries 2 ξ·g), so on
+    noisy tiles the read-noise part of the variance falls four-fold. It cannot reduce the first-order part
+    (ξ·g) ξ, which ±ξ share. Pairing ±ξ across two *samples* of a batch was the alternative; it reduces nothing
+    (the two samples' terms are independent anyway) and correlates their errors. Without a clean pass, a hidden
+    layer's input z̄ is the mean of its two perturbed inputs (= clean + O(σ²)); the decorrelators learn from z̄
+    and the reported loss is (L₊ + L₋)/2."""
 
     name = "np"
 
-    def __init__(self, updater: WeightUpdater, sigma: float, generator: torch.Generator) -> None:
+    def __init__(
+        self, updater: WeightUpdater, sigma: float, generator: torch.Generator, antithetic: bool = False
+    ) -> None:
         super().__init__(updater)
         if not (sigma > 0 and math.isfinite(sigma)):
             raise ConfigError(f"sigma must be a positive finite number (got {sigma}); try --sigma 1e-3.")
         self.sigma = sigma
         self.generator = generator
+        self.antithetic = bool(antithetic)
         self.last_delta: Tensor | None = None  # per-sample δL of the last step (for diagnostics)
 
     @torch.no_grad()
-    def step(self, net: Network, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def estimate(
+        self, net: Network, x: Tensor, y: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]], Tensor]:
+        """One NP estimate on (x, y) without applying it: (per-sample loss, logits, [(z, d)] per layer with
+        G = dᵀ z in the layer's rows, per-sample δL). ``generator`` draws ξ (default: the rule's own).
+
+        The decorrelators run their usual forward (in training mode that updates R, as in ``step``)."""
+        gen = self.generator if generator is None else generator
         n = x.shape[0]
-        # The clean and the perturbed pass run in lockstep, stacked into one read of each layer (2N rows; the
-        # rows of a batch are independent reads, so this is the same arithmetic as two calls, at half the
-        # per-call cost on a tile). The first layer's input is the same in both passes, so its clean read is
-        # reused and only ξ is added. Each decorrelator updates R after computing the clean z, so the perturbed
-        # rows use the R and centring the clean rows used (last_R, last_mean).
+        # The two passes run in lockstep, stacked into one read of each layer (2N rows; the rows of a batch are
+        # independent reads, so this is the same arithmetic as two calls, at half the per-call cost on a tile).
+        # The first layer's input is the same in both passes, so its read is made once and only ±ξ is added.
+        # Each decorrelator updates R after computing z, so the second pass's rows use the R and centring the
+        # first used (last_R, last_mean). Plain: passes (clean, +ξ); antithetic: (+ξ, −ξ).
+        sign = -1.0 if self.antithetic else 0.0  # ξ multiplier of the first pass
         zs, xis = [], []
         h = net.shape_input(x)
-        h_pert: Tensor | None = None  # equal to h until the first perturbation is added
+        h_b: Tensor | None = None  # the second pass (None while equal to the first: before any ξ was added)
         for layer in net.layers:
             rows = layer.to_rows(h)
-            z = layer.decor(rows) if layer.decor is not None else rows
-            zs.append(z)
-            if h_pert is None:
-                a = layer.from_rows(layer.linear(z), n)
-                a_pert = a
+            if h_b is None:
+                z = layer.decor(rows) if layer.decor is not None else rows
+                a = a_b = layer.from_rows(layer.linear(z), n)
             else:
-                rows_p = layer.to_rows(h_pert)
+                rows_b = layer.to_rows(h_b)
+                if self.antithetic:  # no clean pass: the decorrelator sees the mean of the two inputs
+                    mid = 0.5 * (rows + rows_b)
+                    z_mid = layer.decor(mid) if layer.decor is not None else mid
+                    z_a = layer.decor.replay_last(rows) if layer.decor is not None else rows
+                    z = z_mid
+                else:
+                    z = z_a = layer.decor(rows) if layer.decor is not None else rows
                 if layer.decor is not None:
-                    rows_p = layer.decor.replay_last(rows_p)
-                out = layer.linear(torch.cat([z, rows_p]))
-                a = layer.from_rows(out[: z.shape[0]], n)
-                a_pert = layer.from_rows(out[z.shape[0] :], n)
-            xi = self.sigma * torch.randn(a.shape, generator=self.generator, dtype=a.dtype)
+                    rows_b = layer.decor.replay_last(rows_b)
+                out = layer.linear(torch.cat([z_a, rows_b]))
+                a = layer.from_rows(out[: z_a.shape[0]], n)
+                a_b = layer.from_rows(out[z_a.shape[0] :], n)
+            zs.append(z)
+            xi = self.sigma * torch.randn(a.shape, generator=gen, dtype=a.dtype)
             xis.append(xi)
-            h = layer.act(a)
-            h_pert = layer.act(a_pert + xi)
-        logits = h
-        loss_clean = F.cross_entropy(logits, y, reduction="none")
-        delta = F.cross_entropy(h_pert, y, reduction="none") - loss_clean
-        self.last_delta = delta
-        self.updater.begin()
-        scale = delta / (self.sigma**2 * n)
+            h = layer.act(a + sign * xi) if self.antithetic else layer.act(a)
+            h_b = layer.act(a_b + xi)
+        loss_a = F.cross_entropy(h, y, reduction="none")
+        loss_b = F.cross_entropy(h_b, y, reduction="none")
+        delta = loss_b - loss_a
+        if self.antithetic:
+            loss, logits, scale = 0.5 * (loss_a + loss_b), 0.5 * (h + h_b), delta / (2 * self.sigma**2 * n)
+        else:
+            loss, logits, scale = loss_a, h, delta / (self.sigma**2 * n)
+        updates = []
         for layer, z, xi in zip(net.layers, zs, xis, strict=True):
             d = xi * scale.reshape(-1, *([1] * (xi.dim() - 1)))
-            self.updater.apply(layer, z, _to_rows(layer, d))
+            updates.append((z, _to_rows(layer, d)))
+        return loss, logits, updates, delta
+
+    @torch.no_grad()
+    def step(self, net: Network, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        loss, logits, updates, delta = self.estimate(net, x, y)
+        self.last_delta = delta
+        self.updater.begin()
+        for layer, (z, d) in zip(net.layers, updates, strict=True):
+            self.updater.apply(layer, z, d)
         self.updater.finish()
-        return loss_clean.mean(), logits
+        return loss.mean(), logits
 
 
-def make_rule(name: str, net: Network, *, optimizer, updater: WeightUpdater, sigma: float, seed: int) -> Rule:
-    """The rule called ``name`` for this network (ConfigError naming the closest valid rule)."""
+def make_rule(
+    name: str, net: Network, *, optimizer, updater: WeightUpdater, sigma: float, seed: int, antithetic: bool = False
+) -> Rule:
+    """The rule called ``name`` for this network (ConfigError naming the closest valid rule); ``antithetic`` is
+    NP's ±ξ option (ConfigError for any other rule)."""
     check_choice(name, RULES, "rule")
+    if antithetic and name != "np":
+        raise ConfigError(f"antithetic perturbations are a node-perturbation option; drop antithetic or use --rule np "
+                          f"(rule is {name!r}).")
     gen = torch.Generator().manual_seed(10_007 * seed + 1)
     if name == "bp":
         return Backprop(optimizer)
     if name in ("fa", "dfa"):
         return FeedbackAlignment(net, updater, direct=name == "dfa", generator=gen)
-    return NodePerturbation(updater, sigma, gen)
+    return NodePerturbation(updater, sigma, gen, antithetic=antithetic)

@@ -15,6 +15,8 @@ from . import checkpoint as ckpt
 from .backends.base import Backend, make_backend
 from .config import RunConfig
 from .data import Dataset, batches, check_batch, load_dataset
+from .decor import refit_zca
+from .diagnostics import input_spectrum, np_gradient_cosine
 from .errors import ConfigError, DataError, DivergenceError
 from .metrics import correlation_matrix, evaluate, mean_abs_offdiag
 from .models import Network, build_model
@@ -71,7 +73,7 @@ class Trainer:
         self.net = self.backend.prepare(self.net)
         self.rule: Rule = make_rule(
             cfg.rule, self.net, optimizer=self.backend.optimizer, updater=self.backend.updater, sigma=cfg.sigma,
-            seed=cfg.seed,
+            seed=cfg.seed, antithetic=cfg.antithetic,
         )
         self.results = Results(config=cfg.to_dict(), versions=versions())
         if self.fixed:
@@ -167,11 +169,14 @@ class Trainer:
         tr_loss, tr_acc = evaluate(self.net, d.x_train, d.y_train)
         te_loss, te_acc = evaluate(self.net, d.x_test, d.y_test)
         va_loss, va_acc = evaluate(self.net, d.x_val, d.y_val) if len(d.x_val) else (None, None)
-        before, after = [], []
+        probe = self.cfg.probe_size > 0  # the per-epoch diagnostics (spectra, NP's gradient cosine) are on
+        before, after, spectra = [], [], []
         for rows, z in self.net.layer_inputs(d.x_train[:1000]):
             before.append(mean_abs_offdiag(rows))
             after.append(mean_abs_offdiag(z))
-        return {
+            if probe:
+                spectra.append(input_spectrum(z))
+        row = {
             "epoch": epoch + 1,
             "train_loss": tr_loss,
             "train_acc": tr_acc,
@@ -185,6 +190,16 @@ class Trainer:
             "lr": lr,
             "seconds": seconds,
         }
+        if probe:
+            row.update({f"zz_{key}": [s[key] for s in spectra] for key in ("cond", "eig_max", "eig_min", "rank")})
+        if probe and isinstance(self.rule, NodePerturbation):
+            n = self.cfg.probe_size
+            gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch + 50_021)  # not the rule's
+            weights = [self.backend.exact_weights(layer) for layer in self.net.layers]
+            row["grad_cosine"] = np_gradient_cosine(
+                self.net, self.rule, weights, d.x_train[:n], d.y_train[:n], gen
+            )
+        return row
 
     def run(self, stop_when: Callable[[], bool] | None = None) -> dict:
         """Train from ``start_epoch`` to ``cfg.epochs`` (or until ``stop_when()`` holds after an epoch)."""
@@ -205,6 +220,7 @@ class Trainer:
                 disable=not self.progress,
                 leave=False,
             )
+            refit_zca(self.net, d.x_train)  # the zca oracle's R, from this epoch's layer inputs (else no-op)
             running, seen = 0.0, 0
             extra: dict = {}
             for step, (xb, yb) in enumerate(bar):
@@ -247,6 +263,8 @@ class Trainer:
             )
             if "update_cosine" in row:
                 msg += f"  update cos {row['update_cosine']:.3f}"
+            if "grad_cosine" in row:
+                msg += f"  grad cos {_fmt(row['grad_cosine'])}"
             self.log(msg)
             if stop_when is not None and stop_when():
                 break

@@ -350,7 +350,7 @@ def test_choice_lists_come_from_the_modules_that_implement_them():
     from analogdecorr.fixed import format as fixed_format
 
     assert config.CHOICES["rule"] == rules.RULES
-    assert set(decor.DECOR_RULES) | {decor.CENTRE, "none"} == set(config.CHOICES["decor"])
+    assert set(decor.DECOR_RULES) | {decor.CENTRE, decor.ZCA, "none"} == set(config.CHOICES["decor"])
     assert config.CHOICES["decor"] == models.DECORS and config.CHOICES["model"] == models.MODELS
     assert config.CHOICES["backend"] == base.BACKENDS
     assert config.CHOICES["optimizer"] == float_backend.OPTIMIZERS

@@ -249,3 +249,97 @@ def test_np_fused_passes_equal_two_separate_forwards_with_the_same_noise():
     for layer, z in zip(net.layers, zs, strict=True):
         torch.testing.assert_close(rec.updates[id(layer)][0], z)
     assert float(delta.abs().max()) > 1e-3  # the perturbation is large enough for the comparison to mean something
+
+
+# ------------------------------------------------------------------------------------------ antithetic NP
+
+
+def _estimates(net, x, y, sigma: float, antithetic: bool, draws: int) -> torch.Tensor:
+    """``draws`` NP estimates G (all layers, flattened) on the fixed batch (x, y), ξ from one seeded stream."""
+    rule = NodePerturbation(Recorder(), sigma, torch.Generator().manual_seed(1), antithetic=antithetic)
+    out = []
+    for _ in range(draws):
+        _, _, updates, _ = rule.estimate(net, x, y)
+        out.append(torch.cat([(d.T @ z).flatten() for z, d in updates]))
+    return torch.stack(out).double()
+
+
+def _compare(net, x, y, sigma: float, draws: int) -> tuple[float, float, float]:
+    """(variance ratio antithetic / plain, |mean difference|, its standard error) over repeated draws."""
+    plain, anti = _estimates(net, x, y, sigma, False, draws), _estimates(net, x, y, sigma, True, draws)
+    v_plain, v_anti = plain.var(0).sum(), anti.var(0).sum()
+    se = float(((v_plain + v_anti) / draws).sqrt())
+    return float(v_anti / v_plain), float((plain.mean(0) - anti.mean(0)).norm()), se
+
+
+def test_antithetic_np_lowers_the_variance_and_keeps_the_mean_on_float():
+    """σ = 1 on a tanh net: the curvature term ½ ξᵀHξ that ±ξ cancels is a measurable part of the variance
+    (measured ratio 0.77; 0.96 at σ = 0.3, 1.00 at σ = 0.01, where the first-order part, shared by ±ξ, is all)."""
+    torch.manual_seed(0)
+    net = build_model(cfg(hidden=(16,)), (10,), 4)
+    x, y = torch.randn(64, 10), torch.randint(0, 4, (64,))
+    ratio, diff, se = _compare(net, x, y, sigma=1.0, draws=400)
+    assert ratio < 0.9
+    assert diff < 3 * se
+
+
+def test_antithetic_np_cuts_the_read_noise_variance_on_tiles():
+    """IdealizedPreset (read noise 0.1) at σ = 0.1: L₊ − L₋ carries twice the signal of L₊ − L₀ under the same
+    read noise (measured ratio 0.57)."""
+    from analogdecorr.backends.analog import make_rpu_config, to_analog
+
+    torch.manual_seed(0)
+    net = build_model(cfg(hidden=(16,)), (10,), 4)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.linear.weight.clamp_(-0.3, 0.3)  # inside the device's range: no clipping warning
+    net = to_analog(net, make_rpu_config("IdealizedPreset"))
+    x, y = torch.randn(64, 10), torch.randint(0, 4, (64,))
+    ratio, diff, se = _compare(net, x, y, sigma=0.1, draws=200)
+    assert ratio < 0.75
+    assert diff < 3 * se
+
+
+class _CountingLinear(torch.nn.Linear):
+    rows = 0
+
+    def forward(self, x):
+        _CountingLinear.rows += x.shape[0]
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_antithetic_np_reads_as_many_rows_and_updates_every_layer(model):
+    """Equal forward reads (the cost that matters on tiles), a valid update on every layer, decorrelation on."""
+    c = cfg(hidden=(8, 6), decor="whiten", decor_lr=1e-2, model=model, conv_channels=(3,))
+    shape, n_in = ((5,), 5) if model == "mlp" else ((1, 6, 6), 36)
+    reads = {}
+    for antithetic in (False, True):
+        torch.manual_seed(0)
+        net = build_model(c, shape, 3)
+        for layer in net.layers:
+            old = layer.linear
+            layer.linear = _CountingLinear(old.in_features, old.out_features)
+            layer.linear.load_state_dict(old.state_dict())
+        rec = Recorder()
+        rule = NodePerturbation(rec, 0.05, torch.Generator().manual_seed(0), antithetic=antithetic)
+        x, y = torch.randn(32, n_in), torch.randint(0, 3, (32,))
+        r0 = net.layers[1].decor.R.clone()
+        _CountingLinear.rows = 0
+        loss, _ = rule.step(net, x, y)
+        reads[antithetic] = _CountingLinear.rows
+        assert torch.isfinite(loss) and not torch.equal(r0, net.layers[1].decor.R)  # R learned once per step
+        for layer in net.layers:
+            z, d = rec.updates[id(layer)]
+            assert torch.isfinite(d.T @ z).all() and float((d.T @ z).abs().sum()) > 0
+    assert reads[True] == reads[False]
+
+
+def test_antithetic_is_an_np_option_only():
+    net = build_model(cfg(), (4,), 2)
+    with pytest.raises(ConfigError, match="antithetic.*--rule np"):
+        make_rule("fa", net, optimizer=None, updater=Recorder(), sigma=1e-3, seed=0, antithetic=True)
+    from analogdecorr.config import resolve
+
+    with pytest.raises(ConfigError, match=r"^antithetic = true is a node-perturbation option"):
+        resolve({}, {"rule": "bp", "antithetic": True})

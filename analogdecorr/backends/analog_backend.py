@@ -98,6 +98,10 @@ class AnalogBackend:
     def layer_weight(self, layer: nn.Module) -> Tensor:
         return layer.linear.get_weights()[0]
 
+    def exact_weights(self, layer: nn.Module) -> tuple[Tensor, Tensor | None]:
+        w, b = layer.linear.get_weights()
+        return w.detach(), None if b is None else b.detach()
+
     def network_state(self, net) -> dict[str, Tensor]:
         state = decor_state(net)
         for i, layer in enumerate(net.layers):

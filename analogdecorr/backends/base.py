@@ -74,6 +74,11 @@ class Backend(Protocol):
         """The layer's weight matrix as the backend holds it (tiles: read exactly), for divergence checks."""
         ...
 
+    def exact_weights(self, layer: nn.Module) -> tuple[Tensor, Tensor | None]:
+        """(W, b) of the layer as exact float tensors (tiles: read exactly, no noise), for diagnostics that
+        compare an update with the true gradient at the present weights."""
+        ...
+
     def network_state(self, net: Network) -> dict[str, Tensor]:
         """Plain tensors (weights_only-loadable) from which ``load_network_state`` restores the network."""
         ...

@@ -67,6 +67,9 @@ class FloatBackend:
     def layer_weight(self, layer: Layer) -> Tensor:
         return layer.linear.weight
 
+    def exact_weights(self, layer: Layer) -> tuple[Tensor, Tensor | None]:
+        return layer.linear.weight.detach(), None if layer.linear.bias is None else layer.linear.bias.detach()
+
     def network_state(self, net) -> dict[str, Tensor]:
         state = decor_state(net)
         for i, layer in enumerate(net.layers):

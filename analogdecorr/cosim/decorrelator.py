@@ -159,6 +159,7 @@ class FixedDecorrelator(Decorrelator):
         d = self.num_features
         rows = x.reshape(-1, d)
         if not self.training:
+            self.__dict__["_last"] = None  # replay_last now replays this forward-only pass (the current state)
             with torch.no_grad():
                 X, _ = quantize(rows, self.scale_value or self._ensure_scale(rows), self.fmt)
                 Z, _ = self._forward_only(X, self.state)

@@ -35,12 +35,13 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import io
 
 from ..errors import ConfigError, DataError
-from .board import LinkTop, LoopbackCore
+from .board import LinkTop, LoopbackCore, fifo_depth_for
 from .link import LinkParams
 from .uart import uart_divisor
 
 BUILD_JSON = "build.json"
-SMALL_MEMORY_DEPTH = 16
+SMALL_MEMORY_DEPTH = 16  # ECP5: memories of at most this many words go to LUT RAM
+ICE40_LOGIC_BITS_PER_EBR = 64  # iCE40: a memory stays in flip-flops while bits <= this × its EBR count
 DEFAULT_BAUD = 1_000_000
 
 
@@ -113,32 +114,50 @@ def _blocks(depth: int, width: int, configs: tuple[tuple[int, int], ...]) -> int
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in configs)
 
 
-def memory_estimate(board: Board, fmt: Any, lanes: int) -> dict[str, Any]:
-    """Block RAMs the unit's memory plan needs on ``board`` (R banks in dual-port block RAM; the rest anywhere).
+def ram_blocks(board: Board, depth: int, width: int) -> int:
+    """Block RAMs Yosys 0.70 gives one depth × width memory on ``board`` (0: it stays in logic).
 
-    Every memory of ``UnitPlan.memory_plan`` is counted as block RAMs of its best aspect ratio, except those
-    the plan marks ``spram`` (on a device with SPRAM), which count against the SPRAM bits. ``fits``: the
-    blocks and the multipliers fit. An estimate (small memories may land in LUTs): the build is the truth.
+    iCE40 has no LUT RAM: Yosys' memory_libmap puts a memory in EBR unless its bits are at most
+    ``ICE40_LOGIC_BITS_PER_EBR`` per block it would take (measured with synth_ice40: 8 × 16, 16 × 8, 5 × 16, 8 × 28
+    and 5 × 32 become EBR; 4 × 16, 8 × 8, 16 × 4 and 4 × 28 stay flip-flops; between 128 and 160 bits at two
+    blocks it is conservative here). ECP5 keeps memories of at most ``SMALL_MEMORY_DEPTH`` words in LUT RAM.
+    """
+    blocks = _blocks(depth, width, board.bram_configs)
+    if board.family == "ice40":
+        return blocks if depth * width > ICE40_LOGIC_BITS_PER_EBR * blocks else 0
+    return blocks if depth > SMALL_MEMORY_DEPTH else 0
+
+
+def memory_estimate(board: Board, fmt: Any, lanes: int) -> dict[str, Any]:
+    """Block RAMs and SPRAMs the board build needs: the unit's memory plan plus the link's RX FIFO.
+
+    Every memory of ``UnitPlan.memory_plan`` is counted as block RAMs of its best aspect ratio (``ram_blocks``:
+    small ones stay in logic), except those the plan marks ``spram`` (on a device with SPRAM), which count
+    against the SPRAM blocks; the UART top level's RX FIFO (``board.fifo_depth_for``, 8 bits wide) is one more
+    block RAM memory. ``fits``: the blocks and the multipliers fit. Checked against every board build in
+    hdl/BOARDS.md (block RAM counts equal, or one above on ECP5 where Yosys moves v to LUT RAM); nextpnr is the
+    truth for logic cells.
     """
     from .plan import UnitPlan
 
     plan = UnitPlan(fmt, lanes)
-    r_blocks = other_blocks = spram_bits = 0
+    r_blocks = other_blocks = spram_blocks = 0
     for mem in plan.memory_plan:
-        if board.spram_blocks and getattr(mem, "spram", False):  # the unit maps this memory to SPRAM
-            spram_bits += mem.bits
+        if board.spram_blocks and mem.spram:  # the unit maps this memory to SPRAM
+            spram_blocks += mem.spram_blocks
             continue
-        if mem.depth <= SMALL_MEMORY_DEPTH:
-            continue  # a few words: Yosys keeps these in flip-flops
-        blocks = mem.count * _blocks(mem.depth, mem.width, board.bram_configs)
+        blocks = mem.count * ram_blocks(board, mem.depth, mem.width)
         if mem.name == "r_bank":
             r_blocks += blocks
         else:
             other_blocks += blocks
-    fits_ram = r_blocks + other_blocks <= board.bram_blocks and spram_bits <= board.spram_bits
-    return {"r_blocks": r_blocks, "other_blocks": other_blocks, "spram_bits": spram_bits,
-            "storage_bits": plan.storage_bits, "bram_blocks": board.bram_blocks, "spram_blocks": board.spram_blocks,
-            "multipliers": plan.lanes, "dsps": board.dsps, "fits": fits_ram and plan.lanes <= board.dsps}
+    link_blocks = ram_blocks(board, fifo_depth_for(LinkParams.from_format(fmt)), 8)
+    used = r_blocks + other_blocks + link_blocks
+    fits_ram = used <= board.bram_blocks and spram_blocks <= board.spram_blocks
+    return {"r_blocks": r_blocks, "other_blocks": other_blocks, "link_blocks": link_blocks, "bram_used": used,
+            "spram_used": spram_blocks, "storage_bits": plan.storage_bits, "bram_blocks": board.bram_blocks,
+            "spram_blocks": board.spram_blocks, "multipliers": plan.lanes, "dsps": board.dsps,
+            "fits": fits_ram and plan.lanes <= board.dsps}
 
 
 def largest_fitting_size(board: Board, fmt: Any, lanes: int, limit: int = 4096) -> int:
@@ -163,10 +182,13 @@ def check_fit(board: Board, fmt: Any, lanes: int) -> dict[str, Any]:
                           f"{board.dsps}; use --lanes <= {board.dsps}")
     if not est["fits"]:
         best = largest_fitting_size(board, fmt, lanes)
+        spram = (f"; the p scratch needs {est['spram_used']} of its {board.spram_blocks} SPRAMs"
+                 if est["spram_used"] else "")
         raise ConfigError(
-            f"d = {fmt.size} does not fit {board.name}: R needs {est['r_blocks']} block RAMs and the other "
-            f"memories {est['other_blocks']}, the {board.device} has {board.bram_blocks}; the largest d that fits "
-            f"with W = {fmt.width}, W_R = {fmt.r_width}, --lanes {lanes} is {best}")
+            f"d = {fmt.size} does not fit {board.name}: R needs {est['r_blocks']} block RAMs, the unit's other "
+            f"memories {est['other_blocks']} and the link's RX FIFO {est['link_blocks']} ({est['bram_used']}), the "
+            f"{board.device} has {board.bram_blocks}{spram}; the largest d that fits with W = {fmt.width}, "
+            f"W_R = {fmt.r_width}, --lanes {lanes} is {best}")
     return est
 
 
@@ -196,8 +218,10 @@ def _tool_versions(env: dict[str, str]) -> dict[str, str]:
         if var in env:
             try:
                 proc = subprocess.run([env[var], "--version"], capture_output=True, text=True, timeout=120)
-                out[var.lower()] = (proc.stdout or proc.stderr).strip().splitlines()[0]
-            except (OSError, subprocess.TimeoutExpired, IndexError):
+                lines = (proc.stdout or proc.stderr).strip().splitlines()
+                # YoWASP's first run prints "Preparing to run ..." before the version: skip it (the cache key)
+                out[var.lower()] = next(ln for ln in lines if not ln.startswith("Preparing to run"))
+            except (OSError, subprocess.TimeoutExpired, StopIteration):
                 out[var.lower()] = "unknown"
     return out
 

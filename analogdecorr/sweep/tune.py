@@ -89,8 +89,14 @@ def search_labels(spec: SweepSpec, setting: tuple[tuple[str, str], ...]) -> tupl
     return tuple((k, v) for k, v in setting if k not in spec.tune.rows)
 
 
-def chosen_text(spec: SweepSpec, cand: Candidate) -> str:
-    return " ".join(f"{k}={v}" for k, v in search_labels(spec, cand.setting)) or "(nothing searched)"
+def chosen_text(spec: SweepSpec, row: TunedRow) -> str:
+    """The row's choice as ``axis=label ...``, naming only the axes the row searched over more than one value
+    of (decor_lr in a row without decorrelation, say, has one value left by [[exclude]])."""
+    assert row.chosen is not None
+    varied = {k for c in row.candidates for k, v in search_labels(spec, c.setting)
+              if len({dict(o.setting)[k] for o in row.candidates}) > 1}
+    return " ".join(f"{k}={v}" for k, v in search_labels(spec, row.chosen.setting) if k in varied) or (
+        "(nothing searched)")
 
 
 def tuned_rows(spec: SweepSpec, search: Sequence[Trial]) -> list[TunedRow]:
@@ -151,7 +157,7 @@ def write_tuned_summary(spec: SweepSpec, out: str | Path) -> list[Path]:
                       else "no eligible setting (every one diverged or failed)")
             table.append(SettingRow(r.row, {}, chosen=status))
             continue
-        sr = SettingRow(r.row, dict(r.chosen.overrides), chosen=chosen_text(spec, r.chosen))
+        sr = SettingRow(r.row, dict(r.chosen.overrides), chosen=chosen_text(spec, r))
         for t in final_trials(spec, r, out):
             add_run(sr, t, spec.select, spec.metric)
         table.append(sr)

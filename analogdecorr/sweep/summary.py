@@ -125,13 +125,13 @@ def reference_row(spec: SweepSpec, rows: Sequence[SettingRow], row: SettingRow) 
     return next((r for r in rows if dict(r.setting) == want), None)
 
 
-def p_values(spec: SweepSpec, rows: Sequence[SettingRow]) -> list[float]:
-    """Per row, the Welch p-value of its seeds' metric against its reference row's (NaN for the reference
-    itself, or too few seeds)."""
+def p_values(spec: SweepSpec, rows: Sequence[SettingRow], figure: str = "metric") -> list[float]:
+    """Per row, the Welch p-value of its seeds' ``figure`` (a SettingRow list: the metric, or test_selected)
+    against its reference row's (NaN for the reference itself, or too few seeds)."""
     out = []
     for r in rows:
         ref = reference_row(spec, rows, r)
-        out.append(math.nan if ref is None or ref is r else welch_p(r.metric, ref.metric))
+        out.append(math.nan if ref is None or ref is r else welch_p(getattr(r, figure), getattr(ref, figure)))
     return out
 
 
@@ -180,21 +180,24 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
         "reference itself or fewer than 2 seeds a side).",
         "",
     ]
+    tuned = any(r.chosen is not None for r in rows)
+    if tuned:  # nothing is chosen from this table any more: the reported figure gets its own test
+        lines[-2] += " `p test`: the same test on test accuracy at the selected epoch."
     if note:
         lines += [note, ""]
     names = spec.axis_names
-    tuned = any(r.chosen is not None for r in rows)
-    head = [*names, *(["chosen"] if tuned else []), "seeds", spec.metric, "p", "test acc @ sel.", "epoch",
-            "test acc (last)", "settings"]
+    p_test = p_values(spec, rows, "test_selected") if tuned else []
+    head = [*names, *(["chosen"] if tuned else []), "seeds", spec.metric, "p", "test acc @ sel.",
+            *(["p test"] if tuned else []), "epoch", "test acc (last)", "settings"]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for r, p in zip(rows, ps, strict=True):
+    for i, (r, p) in enumerate(zip(rows, ps, strict=True)):
         labels = dict(r.setting)
         seeds = f"{r.done}/{r.seeds}" + (f" ({r.diverged} diverged)" if r.diverged else "")
         ep = f"{statistics.fmean(r.epoch):.1f}" if r.epoch else "–"
         mark = " *" if r is best else ""
         cells = [labels[n] for n in names] + ([r.chosen or "–"] if tuned else []) + [
-            seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), ep, fmt(r.test_last),
-            f"`{r.settings_text}`"]
+            seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), *([fmt_p(p_test[i])] if tuned else []),
+            ep, fmt(r.test_last), f"`{r.settings_text}`"]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines += ["", f"Best setting: {' '.join(f'{k}={v}' for k, v in best.setting)} ({best.settings_text}): "
@@ -210,9 +213,10 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
     tuned = any(r.chosen is not None for r in rows)
     w.writerow([*spec.axis_names, *(["chosen"] if tuned else []), "seeds", "done", "diverged",
                 f"{spec.metric}_mean", f"{spec.metric}_std", "p",
-                "test_acc_selected_mean", "test_acc_selected_std", "epoch_mean", "test_acc_last_mean",
-                "test_acc_last_std", "settings"])
-    for r, p in zip(rows, p_values(spec, rows), strict=True):
+                "test_acc_selected_mean", "test_acc_selected_std", *(["p_test"] if tuned else []), "epoch_mean",
+                "test_acc_last_mean", "test_acc_last_std", "settings"])
+    p_test = p_values(spec, rows, "test_selected") if tuned else [math.nan] * len(rows)
+    for r, p, pt in zip(rows, p_values(spec, rows), p_test, strict=True):
         labels = dict(r.setting)
         m, s = mean_std(r.metric)
         tm, ts = mean_std(r.test_selected)
@@ -220,7 +224,8 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
         ep = statistics.fmean(r.epoch) if r.epoch else math.nan
         w.writerow([*(labels[n] for n in spec.axis_names), *([r.chosen or ""] if tuned else []), r.seeds,
                     r.done, r.diverged,
-                    *(_cell(v) for v in (m, s, p, tm, ts, ep, lm, ls)), r.settings_text])
+                    *(_cell(v) for v in (m, s, p, tm, ts, *([pt] if tuned else []), ep, lm, ls)),
+                    r.settings_text])
     return buf.getvalue()
 
 

@@ -73,8 +73,9 @@ def test_a_chosen_row_becomes_a_recipe_that_says_who_chose_it(written):
     text = written[0].read_text()
     lines = text.splitlines()
     assert lines[0] == "# toy hardware=float decor=whiten: lr=0.02 decor_lr=0.001 (tuned on val_acc)"
-    assert "tuned sweep 'toy' (sweep file sims/toy.toml)" in lines[1] and "best mean val_acc" in lines[1]
-    assert "search seeds [100, 101] (0.610 ± 0.020) among 6 searched settings" in text
+    assert "tuned sweep 'toy' (sweep file sims/toy.toml), row hardware=float decor=whiten:" in lines[1]
+    assert lines[2] == "# the setting with the best mean val_acc over search seeds [100, 101] (0.610 ± 0.020)"
+    assert lines[3] == "# among 6 searched settings, each run at its best-validation epoch."
     assert "test accuracy at the selected epoch 0.600 ± 0.010" in text
     assert "Run it: analogdecorr train --recipe toy-float-whiten" in text
     values = tomllib.loads(text)

@@ -87,6 +87,8 @@ def test_the_choice_is_the_best_mean_validation_even_where_test_says_otherwise(t
     assert "| whiten | lr=0.001 decor_lr=0.001 | 0/2 |" in md
     chosen = tomllib.loads((tmp_path / "chosen.toml").read_text())
     assert chosen["row"][1]["chosen"] == {"lr": "0.001", "decor_lr": "0.001"}
+    assert (chosen["row"][0]["chosen_text"], chosen["row"][1]["chosen_text"]) == (
+        "lr=0.0001", "lr=0.001 decor_lr=0.001")  # none searched one decor lr: not named
     assert chosen["row"][1]["search_mean"] == pytest.approx(0.80) and "final_test_acc_mean" not in chosen["row"][1]
     assert chosen["row"][1]["config"] == {"dataset": "digits", "hidden": [16], "epochs": 2, "rule": "bp",
                                           "decor": "whiten", "lr": 1e-3, "decor_lr": 1e-3}

@@ -13,6 +13,7 @@ chosen.toml (see :mod:`analogdecorr.sweep.tune`).
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import sys
 from collections.abc import Mapping
@@ -134,16 +135,14 @@ def read_chosen(path: str | Path) -> dict[str, Any]:
 
 def recipe_text(name: str, sweep: str, source: str, entry: Mapping[str, Any], command: str) -> str:
     """The TOML of one recipe: comment lines (what, who chose it, on what, how to reproduce), then its keys."""
-    import tomli_w
-
-    chosen = " ".join(f"{k}={v}" for k, v in entry["chosen"].items())
+    chosen = entry.get("chosen_text") or " ".join(f"{k}={v}" for k, v in entry["chosen"].items())
     what = " ".join(f"{k}={v}" for k, v in entry["row"].items())
     lines = [
         f"# {sweep} {what}: {chosen} (tuned on {entry['metric']})",
-        f"# Chosen by the tuned sweep {sweep!r} ({source}), row {what}: the setting with the best mean "
-        f"{entry['metric']}",
-        f"# over search seeds {entry['search_seeds']} ({entry['search_mean']:.3f} ± {entry['search_std']:.3f}) "
-        f"among {entry['search_settings']} searched settings, each run at its "
+        f"# Chosen by the tuned sweep {sweep!r} ({source}), row {what}:",
+        f"# the setting with the best mean {entry['metric']} over search seeds {entry['search_seeds']} "
+        f"({entry['search_mean']:.3f} ± {entry['search_std']:.3f})",
+        f"# among {entry['search_settings']} searched settings, each run at its "
         f"{'best-validation' if entry['select'] == 'validation' else 'last'} epoch.",
     ]
     if "final_test_acc_mean" in entry:
@@ -152,7 +151,22 @@ def recipe_text(name: str, sweep: str, source: str, entry: Mapping[str, Any], co
     lines += [f"# Written by `{command}`.", f"# Run it: analogdecorr train --recipe {name} [--seed N ...]", ""]
     config = {k: v for k, v in entry["config"].items() if k not in NOT_IN_RECIPES}
     config.setdefault("out", f"runs/recipes/{name}")
-    return "\n".join(lines) + tomli_w.dumps(config)
+    return "\n".join(lines) + "".join(f"{key} = {_toml_value(v)}\n" for key, v in config.items())
+
+
+def _toml_value(v: Any) -> str:
+    """A TOML value on one line (lists as [a, b], tables inline), so a recipe reads like a --config file."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise ConfigError(f"cannot write {v!r} ({type(v).__name__}) into a recipe")
 
 
 def write_recipes(chosen: str | Path, into: str | Path, prefix: str | None = None,

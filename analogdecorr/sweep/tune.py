@@ -241,6 +241,7 @@ def write_chosen(spec: SweepSpec, rows: Sequence[TunedRow], table: Sequence[Sett
             "name": r.name,
             "row": dict(r.row),
             "chosen": dict(search_labels(spec, r.chosen.setting)),
+            "chosen_text": chosen_text(spec, r),
             "metric": spec.tune.metric,
             "select": spec.select,
             "search_seeds": list(spec.tune.seeds),

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from analogdecorr.cli import main
-from analogdecorr.config import tomllib
+from analogdecorr.config import resolve, tomllib
 from analogdecorr.errors import ConfigError
-from analogdecorr.recipes import builtin_recipes, layer, load_recipe, recipe_name, write_recipes
+from analogdecorr.recipes import builtin_recipes, layer, load_recipe, recipe_name, recipes_dir, write_recipes
+from analogdecorr.sweep import config_key, load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,3 +147,35 @@ def test_a_recipe_may_not_set_the_seed_or_unknown_keys(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown config key 'lrr' \(did you mean 'lr'\?\)"):
         load_recipe(bad)
 
+
+def test_every_packaged_recipe_is_a_valid_documented_configuration():
+    recipes = builtin_recipes()
+    assert recipes and all(p.parent == recipes_dir() for p in recipes.values())
+    for name, path in recipes.items():
+        text = path.read_text()
+        assert text.startswith("# ") and "Chosen by the tuned sweep" in text and "best mean val_acc" in text, name
+        assert f"--recipe {name}" in text, name
+        cfg = resolve(load_recipe(name), {})
+        assert cfg.val_frac > 0 and cfg.out == f"runs/recipes/{name}", name
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "*.toml" in data["analogdecorr.recipes"]  # the wheel carries them
+
+
+def test_the_corr09_recipes_are_settings_their_study_searched(tmp_path, capsys):
+    """Each corr09 recipe with a search seed is one of sims/correlated_tuned.toml's search runs, and its row
+    is the recipe's name: a recipe is what that study chose, not a hand edit."""
+    spec = load_sweep(ROOT / "sims" / "correlated_tuned.toml")
+    search = {t.key: t for t in spec.trials(tmp_path)}
+    corr = {n: p for n, p in builtin_recipes().items() if n.startswith("corr09-")}
+    assert len(corr) == 15  # 3 hardware x 5 decorrelation rows
+    for name in corr:
+        values = {k: v for k, v in load_recipe(name).items() if k != "out"}
+        trial = search[config_key(resolve(values, {"seed": 100}))]
+        assert name == "corr09-" + "-".join(dict(trial.setting)[a] for a in spec.row_axes)
+    # run by name, a flag over the recipe
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", "corr09-float-whiten", "--epochs", "1", "--out", str(out), "--no-progress",
+                 "--no-plots"]) == 0, capsys.readouterr().err
+    got = json.loads((out / "results.json").read_text())["config"]
+    assert (got["dataset"], got["rho"], got["decor"], got["epochs"]) == ("correlated", 0.9, "whiten", 1)
+    assert got["lr"] == tomllib.loads(corr["corr09-float-whiten"].read_text())["lr"]

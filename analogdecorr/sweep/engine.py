@@ -311,8 +311,7 @@ def _run_tuned(
 ) -> tuple[list[Trial], SweepReport]:
     """The two phases of a tuned sweep on one run queue: rows in grid order, each row's final runs queued the
     moment its last search run finishes (a row already searched on disk queues them at once)."""
-    from .summary import write_summary
-    from .tune import all_trials, final_trials, row_key, tuned_rows
+    from .tune import all_trials, final_trials, row_key, tuned_rows, write_tuned_summary
 
     Path(out).mkdir(parents=True, exist_ok=True)
     search, rows, _ = all_trials(spec, out)
@@ -342,6 +341,6 @@ def _run_tuned(
     chosen = [t for t in initial if keep is None or keep(t)]
     report = run_trials(chosen, address=address, jobs=jobs, progress=progress, on_outcome=on_outcome,
                         follow_up=follow_up)
-    write_summary(spec, search, out)
+    write_tuned_summary(spec, out)
     _, _, finals = all_trials(spec, out)
     return search + [t for t in finals if t.key not in search_keys], report

@@ -285,14 +285,9 @@ def plot(spec: SweepSpec, rows: Sequence[SettingRow], path: Path) -> Path | None
 def write_summary(spec: SweepSpec, trials: Sequence[Trial], out: str | Path) -> list[Path]:
     """summary.md, summary.csv and summary.png in ``out`` (each written atomically); returns the paths.
 
-    A tuned sweep's summary is rebuilt from what is on disk (``trials`` is not needed): one row per tuned row,
-    plus search.md and chosen.toml (see :func:`analogdecorr.sweep.tune.write_tuned_summary`)."""
-    out = Path(out)
-    if spec.tune:
-        from .tune import write_tuned_summary
-
-        return write_tuned_summary(spec, out)
-    return write_tables(spec, summarise(spec, trials), out)
+    One row per setting of ``trials``; a tuned sweep's table (one row per tuned row, with search.md and
+    chosen.toml) is :func:`analogdecorr.sweep.tune.write_tuned_summary`."""
+    return write_tables(spec, summarise(spec, trials), Path(out))
 
 
 def write_tables(spec: SweepSpec, rows: Sequence[SettingRow], out: Path, note: str = "") -> list[Path]:

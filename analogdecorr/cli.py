@@ -20,9 +20,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help=_TRAIN_HELP,
-        description="Train one run. Flags override values from --config, which override the defaults.",
+        description="Train one run. Flags override values from --config, which override the --recipe's, which "
+        "override the defaults.",
     )
     p.add_argument("--config", type=Path, help="TOML run configuration (keys as the flags, with underscores)")
+    p.add_argument("--recipe", metavar="NAME",
+                   help="start from a named recipe (analogdecorr recipes lists them) or a recipe .toml; "
+                   "--config and flags override it")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in logs)")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots at the end")
@@ -43,6 +47,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
     file_values = load_toml(args.config) if args.config else {}
+    if args.recipe:  # the recipe is the lowest file layer: --config's keys win, device/io merge key by key
+        from .recipes import layer, load_recipe
+
+        file_values = layer(load_recipe(args.recipe), file_values)
     overrides = {}
     for f in dataclasses.fields(RunConfig):
         v = getattr(args, f.name, None)
@@ -97,13 +105,52 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_recipes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "recipes",
+        help="list the named recipes (tuned settings run by `train --recipe NAME`), one line each",
+        description="List the packaged recipes, show one, or write a tuned sweep's chosen settings as recipes.",
+    )
+    p.add_argument("--show", metavar="NAME", help="print the recipe NAME (its comments say who chose it and how)")
+    p.add_argument("--write", metavar="SWEEP", type=Path,
+                   help="a tuned sweep's folder (or its chosen.toml): write one recipe per chosen row into --into")
+    p.add_argument("--into", type=Path, help="folder for --write's recipes (e.g. analogdecorr/recipes)")
+    p.add_argument("--prefix", help="--write: recipe names start with this (default: the sweep's name)")
+    p.set_defaults(func=_cmd_recipes)
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .recipes import builtin_recipes, describe, resolve_recipe, write_recipes
+
+    if args.write is not None:
+        if args.into is None:
+            raise ConfigError("recipes --write needs --into DIR, the folder for the recipe files (the packaged "
+                              "ones live in analogdecorr/recipes)")
+        command = f"analogdecorr recipes --write {args.write} --into {args.into}" + (
+            f" --prefix {args.prefix}" if args.prefix else "")
+        for path in write_recipes(args.write, args.into, args.prefix, command):
+            print(f"recipe: {path}  {describe(path)}")
+        return 0
+    if args.show:
+        print(resolve_recipe(args.show).read_text(encoding="utf-8"), end="")
+        return 0
+    recipes = builtin_recipes()
+    width = max((len(n) for n in recipes), default=0)
+    for name, path in recipes.items():
+        print(f"{name:<{width}}  {describe(path)}")
+    return 0
+
+
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
         help="run a sweep file's grid of runs on Ray (resumes), write summary.md/.csv/.png",
         description="Run every run of a sweep file (TOML: [sweep] seeds/metric/select, [base], [grid], [sample], "
-        "[[exclude]]; see analogdecorr/sweep/spec.py) on a local Ray cluster or the one at --address. "
-        "Finished runs are skipped, interrupted ones resume from their checkpoint.",
+        "[[exclude]], [tune]; see analogdecorr/sweep/spec.py) on a local Ray cluster or the one at --address. "
+        "Finished runs are skipped, interrupted ones resume from their checkpoint. With [tune], each row is "
+        "searched on validation first, then runs its final seeds at its choice (summary.md names it; "
+        "chosen.toml feeds `analogdecorr recipes --write`).",
     )
     p.add_argument("sweep_file", nargs="?", metavar="SWEEP",
                    help="a sweep file (path to a .toml) or the name of a built-in one (see --list)")
@@ -174,6 +221,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", type=Path, help="run folder(s) or results.json file(s)")
     p.add_argument("--out", type=Path, help="folder for the PNGs (default: beside the results)")
     sub.add_parser("presets", help="list the analog device presets, one line each")
+    _add_recipes(sub)
     _add_sweep(sub)
     if command == "hdl":
         from .hdl.commands import register

@@ -179,9 +179,12 @@ def run_trials(
     jobs: int | None = None,
     progress: bool = True,
     on_outcome: Callable[[Outcome], None] | None = None,
+    follow_up: Callable[[Outcome], Sequence[Trial]] | None = None,
 ) -> SweepReport:
     """Run every unfinished trial on Ray (at most ``jobs`` at a time if given) and report every trial.
 
+    ``follow_up`` is called after each outcome and returns trials that became runnable (a tuned row's final
+    runs once its search is complete); they go before the pending ones, so rows finish in order.
     Ctrl-C (or an exception from ``on_outcome``) cancels the trials in flight; their last checkpoints are
     kept, so the next call resumes them.
     """
@@ -225,6 +228,17 @@ def run_trials(
                     bar.write(f"{trial.label}: {outcome.status}: {outcome.error.splitlines()[0][:200]}")
                 if on_outcome is not None:
                     on_outcome(outcome)
+                if follow_up is not None:
+                    fresh = []
+                    for new in follow_up(outcome):
+                        status = finished_status(new)
+                        if status:
+                            report.outcomes.append(Outcome(new, status, "before"))
+                        else:
+                            fresh.append(new)
+                    bar.total += len(fresh)
+                    bar.refresh()
+                    pending[:0] = fresh
     except BaseException:
         for ref in in_flight:
             ray.cancel(ref, force=True)
@@ -263,12 +277,66 @@ def run_sweep(
 ) -> tuple[list[Trial], SweepReport]:
     """Expand and validate ``spec`` (every trial, before anything runs), run the unfinished trials on Ray and
     write the summary (summary.md, summary.csv, summary.png) into ``out``. ``keep`` picks a subset of trials
-    to run (the summary still covers every trial with results on disk). Returns (all trials, report)."""
+    to run (the summary still covers every trial with results on disk). Returns (all trials, report).
+
+    A tuned sweep ([tune]) runs each row's search, then, as soon as the row's search is complete, its final
+    runs at the chosen setting (:mod:`analogdecorr.sweep.tune`); it also writes search.md/.csv and chosen.toml.
+    """
     from .summary import write_summary
 
+    if spec.tune:
+        return _run_tuned(spec, out, address=address, jobs=jobs, progress=progress, keep=keep,
+                          on_outcome=on_outcome)
     trials = spec.trials(out)
     chosen = [t for t in trials if keep is None or keep(t)]
     Path(out).mkdir(parents=True, exist_ok=True)
     report = run_trials(chosen, address=address, jobs=jobs, progress=progress, on_outcome=on_outcome)
     write_summary(spec, trials, out)
     return trials, report
+
+
+def _run_tuned(
+    spec: SweepSpec,
+    out: str | Path,
+    *,
+    address: str | None,
+    jobs: int | None,
+    progress: bool,
+    keep: Callable[[Trial], bool] | None,
+    on_outcome: Callable[[Outcome], None] | None,
+) -> tuple[list[Trial], SweepReport]:
+    """The two phases of a tuned sweep on one run queue: rows in grid order, each row's final runs queued the
+    moment its last search run finishes (a row already searched on disk queues them at once)."""
+    from .tune import all_trials, final_trials, row_key, tuned_rows, write_tuned_summary
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    search, rows, _ = all_trials(spec, out)
+    by_row: dict[tuple, list[Trial]] = {}
+    for t in search:
+        by_row.setdefault(row_key(spec, t.setting), []).append(t)
+    search_keys = {t.key for t in search}  # a final seed equal to a search seed is that search run
+    queued: set[tuple] = set()
+    initial: list[Trial] = []
+    for r in rows:
+        initial += r.trials
+        if r.complete:
+            queued.add(r.row)
+            initial += [t for t in final_trials(spec, r, out) if t.key not in search_keys]
+
+    def follow_up(outcome: Outcome) -> list[Trial]:
+        key = row_key(spec, outcome.trial.setting)
+        if key in queued or key not in by_row:
+            return []
+        (row,) = tuned_rows(spec, by_row[key])  # re-read this row from disk
+        if not row.complete:
+            return []
+        queued.add(key)
+        return [t for t in final_trials(spec, row, out)
+                if t.key not in search_keys and (keep is None or keep(t))]
+
+    chosen = [t for t in initial if keep is None or keep(t)]
+    report = run_trials(chosen, address=address, jobs=jobs, progress=progress, on_outcome=on_outcome,
+                        follow_up=follow_up)
+    write_tuned_summary(spec, out)
+    _, _, finals = all_trials(spec, out)
+    return search + [t for t in finals if t.key not in search_keys], report

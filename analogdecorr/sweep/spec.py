@@ -32,6 +32,19 @@ Format (TOML; every table but [base] optional)::
     [[exclude]]                  # drop combinations matching every key given (a list matches any of)
     hardware = "ecram"
     rule = "bp"
+
+    [tune]                       # optional: tune each row on validation, then run [sweep] seeds at its choice
+    seeds = [100, 101]           # the search runs' seeds (distinct from [sweep] seeds keeps the test honest)
+    metric = "val_acc"           # val_acc or val_loss at each search run's selected epoch (never a test metric)
+    rows = ["hardware", "rule"]  # the [grid]/[sample] axes whose every combination tunes on its own (default:
+                                 # all of them); an axis left out is searched as well
+    [tune.search]                # the searched values, as in [grid] (lists, or named variants [tune.search.x])
+    lr = [1e-4, 1e-3]
+
+With [tune] the sweep runs in two phases per row: every search setting (the row's [tune.search] × the grid axes
+not in ``rows``, [[exclude]] applied, axes may be named there) with the tune seeds; then the setting with the
+best mean tune metric over its search seeds (a setting with a diverged or missing seed is not eligible; on equal
+means the earlier one in search order wins: list values in the order you prefer on a tie) with the [sweep] seeds.
 """
 
 from __future__ import annotations
@@ -58,7 +71,9 @@ DIVERGED = "diverged.json"
 TRIAL_FILE = "trial.json"
 
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
-TABLES = ("sweep", "base", "grid", "sample", "exclude")
+TABLES = ("sweep", "base", "grid", "sample", "exclude", "tune")
+TUNE_KEYS = ("seeds", "metric", "rows", "search")
+TUNE_METRICS = ("val_acc", "val_loss")
 SWEEP_KEYS = ("seeds", "metric", "select", "plot", "out", "name", "baseline", "title")
 METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss")
 SELECTS = ("validation", "last")
@@ -88,6 +103,20 @@ class Trial:
 
 
 @dataclass
+class TuneSpec:
+    """A sweep's [tune] table: what each row searches, on which seeds and metric."""
+
+    axes: list[tuple[str, list[tuple[str, dict[str, Any]]]]]  # [tune.search] axes, as SweepSpec.axes
+    seeds: list[int]
+    metric: str = "val_acc"
+    rows: list[str] = field(default_factory=list)  # the [grid]/[sample] axes that define a row
+
+    @property
+    def mode(self) -> str:
+        return "min" if self.metric.endswith("loss") else "max"
+
+
+@dataclass
 class SweepSpec:
     """A parsed, checked sweep file (see the module docstring for the format)."""
 
@@ -103,6 +132,7 @@ class SweepSpec:
     title: str | None = None  # the plot's title
     baseline: dict[str, str] | None = None  # axis → label of the setting(s) the p column tests against
     source: str = "the sweep file"
+    tune: TuneSpec | None = None
 
     @property
     def mode(self) -> str:
@@ -113,11 +143,28 @@ class SweepSpec:
     def axis_names(self) -> list[str]:
         return [name for name, _ in self.axes]
 
+    @property
+    def all_axes(self) -> list[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+        """The [grid] and [sample] axes, then the [tune.search] ones."""
+        return self.axes + (self.tune.axes if self.tune else [])
+
+    @property
+    def row_axes(self) -> list[str]:
+        """The axes a row of the table is made of: [tune] rows, or every axis of an untuned sweep."""
+        return list(self.tune.rows) if self.tune else self.axis_names
+
+    @property
+    def search_axes(self) -> list[str]:
+        """The axes a tuned row chooses a value of (none for an untuned sweep)."""
+        return [n for n, _ in self.all_axes if n not in self.row_axes] if self.tune else []
+
     def settings(self) -> list[tuple[tuple[tuple[str, str], ...], dict[str, Any]]]:
-        """Every (setting, overrides) in grid order, excluded combinations left out."""
+        """Every (setting, overrides) in grid order (the search settings of a tuned sweep: its [tune.search]
+        axes innermost), excluded combinations left out."""
         out = []
-        for combo in itertools.product(*(values for _, values in self.axes)):
-            setting = tuple((name, label) for (name, _), (label, _) in zip(self.axes, combo, strict=True))
+        axes = self.all_axes
+        for combo in itertools.product(*(values for _, values in axes)):
+            setting = tuple((name, label) for (name, _), (label, _) in zip(axes, combo, strict=True))
             if any(_matches(ex, dict(setting)) for ex in self.excludes):
                 continue
             overrides: dict[str, Any] = {}
@@ -128,23 +175,28 @@ class SweepSpec:
 
     def trials(self, root: str | Path) -> list[Trial]:
         """All trials (settings × seeds, seeds innermost), each configuration resolved and validated; the first
-        invalid one raises ConfigError naming the run and the value."""
-        root = Path(root).absolute()
-        trials = []
-        for setting, overrides in self.settings():
-            for seed in self.seeds:
-                where = " ".join(f"{k}={v}" for k, v in setting) + f" seed={seed}"
-                try:
-                    cfg = resolve(self.base, {**overrides, "seed": seed})
-                except ConfigError as e:
-                    raise ConfigError(f"{self.source}: run {where or '(base)'}: {e}") from None
-                self._check_selection(cfg, where)
-                key = config_key(cfg)
-                cfg = dataclasses.replace(cfg, out=str(root / "runs" / key))
-                trials.append(Trial(setting, seed, dict(overrides), cfg, key))
+        invalid one raises ConfigError naming the run and the value. For a tuned sweep these are the search
+        runs (the tune seeds); the final runs depend on their results (see :mod:`analogdecorr.sweep.tune`)."""
+        seeds = self.tune.seeds if self.tune else self.seeds
+        trials = [self.trial(setting, overrides, seed, root, "search" if self.tune else "run")
+                  for setting, overrides in self.settings() for seed in seeds]
         if not trials:
             raise ConfigError(f"{self.source}: [[exclude]] leaves no run; loosen it or add values to [grid]")
         return trials
+
+    def trial(self, setting: tuple[tuple[str, str], ...], overrides: Mapping[str, Any], seed: int,
+              root: str | Path, what: str = "run") -> Trial:
+        """The trial of one setting and seed, its configuration resolved and checked (ConfigError naming the
+        run: ``what`` is "run", "search" or "final")."""
+        where = " ".join(f"{k}={v}" for k, v in setting) + f" seed={seed}"
+        try:
+            cfg = resolve(self.base, {**overrides, "seed": seed})
+        except ConfigError as e:
+            raise ConfigError(f"{self.source}: {what} {where or '(base)'}: {e}") from None
+        self._check_selection(cfg, where)
+        key = config_key(cfg)
+        cfg = dataclasses.replace(cfg, out=str(Path(root).absolute() / "runs" / key))
+        return Trial(setting, seed, dict(overrides), cfg, key)
 
     def _check_selection(self, cfg: RunConfig, where: str) -> None:
         if cfg.val_frac == 0 and (self.select == "validation" or self.metric.startswith("val_")):
@@ -182,35 +234,7 @@ def parse_sweep(data: Mapping[str, Any], source: str = "the sweep file") -> Swee
     _check_keys(sweep, SWEEP_KEYS, source, "key", " in [sweep]")
     base = dict(_table(data, "base", source))
     _check_run_keys(base, source, "[base]")
-    grid = _table(data, "grid", source)
-    axes: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = []
-    for name, values in grid.items():
-        if isinstance(values, Mapping):  # a named axis: label = {RunConfig keys}
-            if name in RUN_KEYS:
-                raise ConfigError(
-                    f"{source}: [grid.{name}] is a table of named variants but {name!r} is a config key; name "
-                    f"the axis something else (e.g. [grid.{name}_variant]) or list values: {name} = [...]"
-                )
-            if not values:
-                raise ConfigError(f"{source}: [grid.{name}] has no variants; add label = {{key = value}} lines")
-            options = []
-            for label, overrides in values.items():
-                if not isinstance(overrides, Mapping):
-                    raise ConfigError(
-                        f"{source}: [grid.{name}] {label} must be a table of config keys, e.g. "
-                        f"{label} = {{rule = \"np\"}}, got {overrides!r}"
-                    )
-                _check_run_keys(overrides, source, f"[grid.{name}] {label}")
-                options.append((str(label), dict(overrides)))
-            axes.append((name, options))
-        else:
-            _check_run_keys({name: values}, source, "[grid]")
-            if not isinstance(values, list) or not values:
-                raise ConfigError(
-                    f"{source}: [grid] {name} must be a non-empty list of values, e.g. {name} = [...], got "
-                    f"{values!r}"
-                )
-            axes.append((name, [(_label(v), {name: v}) for v in values]))
+    axes = _grid_axes(_table(data, "grid", source), source, "grid")
     sample = _table(data, "sample", source)
     if sample:
         axes.append(("sample", _sample_axis(sample, source)))
@@ -218,7 +242,9 @@ def parse_sweep(data: Mapping[str, Any], source: str = "the sweep file") -> Swee
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"{source}: {dup[0]!r} is both a [grid] and a [sample] key; keep it in one of them")
-    excludes = _excludes(data.get("exclude", []), dict(axes), source)
+    tune = _tune(data.get("tune"), axes, source)
+    all_axes = axes + (tune.axes if tune else [])
+    excludes = _excludes(data.get("exclude", []), dict(all_axes), source)
     spec = SweepSpec(
         base=base,
         axes=axes,
@@ -231,13 +257,20 @@ def parse_sweep(data: Mapping[str, Any], source: str = "the sweep file") -> Swee
         excludes=excludes,
         baseline=_baseline(sweep.get("baseline"), dict(axes), source),
         source=source,
+        tune=tune,
     )
+    if tune and spec.baseline:
+        off_row = [a for a in spec.baseline if a not in tune.rows]
+        if off_row:
+            raise ConfigError(f"{source}: [sweep] baseline names {off_row[0]!r}, which each row chooses by "
+                              f"tuning; name only row axes ({', '.join(tune.rows)})")
     if spec.baseline and not any(_matches({k: [v] for k, v in spec.baseline.items()}, dict(s))
                                  for s, _ in spec.settings()):
         raise ConfigError(f"{source}: [sweep] baseline {spec.baseline} matches no setting ([[exclude]] drops it); "
                           "name a setting the sweep runs")
     plot = sweep.get("plot")
     if plot is not None:
+        names = spec.row_axes  # a tuned sweep's table (and plot) has one row per row, not per searched value
         if plot not in names:
             raise ConfigError(f"{source}: [sweep] plot = {plot!r} is not a swept axis{closest_hint(plot, names)}; "
                               f"choose from {', '.join(names)}")
@@ -265,6 +298,79 @@ def override_base(data: dict[str, Any], items: Sequence[str], source: str = "--s
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def _grid_axes(grid: Mapping[str, Any], source: str,
+               where: str) -> list[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """The axes of a [grid] (or [tune.search]) table: ``key = [values]`` or named variants ``[<where>.name]``."""
+    axes: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = []
+    for name, values in grid.items():
+        if isinstance(values, Mapping):  # a named axis: label = {RunConfig keys}
+            if name in RUN_KEYS:
+                raise ConfigError(
+                    f"{source}: [{where}.{name}] is a table of named variants but {name!r} is a config key; name "
+                    f"the axis something else (e.g. [{where}.{name}_variant]) or list values: {name} = [...]"
+                )
+            if not values:
+                raise ConfigError(f"{source}: [{where}.{name}] has no variants; add label = {{key = value}} lines")
+            options = []
+            for label, overrides in values.items():
+                if not isinstance(overrides, Mapping):
+                    raise ConfigError(
+                        f"{source}: [{where}.{name}] {label} must be a table of config keys, e.g. "
+                        f"{label} = {{rule = \"np\"}}, got {overrides!r}"
+                    )
+                _check_run_keys(overrides, source, f"[{where}.{name}] {label}")
+                options.append((str(label), dict(overrides)))
+            axes.append((name, options))
+        else:
+            _check_run_keys({name: values}, source, f"[{where}]")
+            if not isinstance(values, list) or not values:
+                raise ConfigError(
+                    f"{source}: [{where}] {name} must be a non-empty list of values, e.g. {name} = [...], got "
+                    f"{values!r}"
+                )
+            axes.append((name, [(_label(v), {name: v}) for v in values]))
+    return axes
+
+
+def _tune(raw: Any, axes: list[tuple[str, list]], source: str) -> TuneSpec | None:
+    """The [tune] table, checked against the sweep's axes (names that clash, rows that are not axes)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: tune must be a table ([tune] with seeds, metric, rows and [tune.search]), "
+                          f"got {raw!r}")
+    _check_keys(raw, TUNE_KEYS, source, "key", " in [tune]")
+    metric = raw.get("metric", "val_acc")
+    if isinstance(metric, str) and metric.startswith(("test_", "train_")):
+        raise ConfigError(f"{source}: [tune] metric = {metric!r} would choose settings on the "
+                          f"{metric.split('_')[0]} set; tune on validation: metric = \"val_acc\" or \"val_loss\"")
+    if metric not in TUNE_METRICS:
+        raise ConfigError(f"{source}: {choice_message(metric, TUNE_METRICS, 'metric', ' in [tune]')}")
+    if "seeds" not in raw:
+        raise ConfigError(f"{source}: [tune] needs seeds for the search runs, e.g. seeds = [100, 101]")
+    seeds = _seeds(raw["seeds"], source, "[tune] seeds")
+    search = raw.get("search")
+    if not isinstance(search, Mapping) or not search:
+        raise ConfigError(f"{source}: [tune] needs a [tune.search] table of the values to search, e.g. "
+                          f"[tune.search] lr = [0.01, 0.02]; got {search!r}")
+    tune_axes = _grid_axes(search, source, "tune.search")
+    names = [n for n, _ in axes]
+    for name, _ in tune_axes:
+        if name in names:
+            raise ConfigError(f"{source}: {name!r} is both a [grid] and a [tune.search] axis; a row either "
+                              f"sweeps it (keep it in [grid]) or tunes it (keep it in [tune.search])")
+    rows = raw.get("rows", names)
+    if not (isinstance(rows, list) and all(isinstance(r, str) for r in rows)):
+        raise ConfigError(f"{source}: [tune] rows must be a list of [grid] axis names, e.g. rows = "
+                          f"{names[:2]!r}; got {rows!r}")
+    for r in rows:
+        if r not in names:
+            where = " (it is searched in [tune.search])" if r in dict(tune_axes) else ""
+            raise ConfigError(f"{source}: [tune] rows names {r!r}, which is not a [grid] axis{where}"
+                              f"{closest_hint(r, names)}; choose from {', '.join(names) or '(no [grid] axes)'}")
+    return TuneSpec(axes=tune_axes, seeds=seeds, metric=str(metric), rows=list(rows))
+
+
 def _check_keys(table: Mapping[str, Any], valid: Sequence[str], source: str, what: str, where: str = "") -> None:
     for key in table:
         if key not in valid:
@@ -312,11 +418,11 @@ def _opt_str(value: Any, key: str, source: str) -> str | None:
     return value
 
 
-def _seeds(value: Any, source: str) -> list[int]:
+def _seeds(value: Any, source: str, what: str = "[sweep] seeds") -> list[int]:
     ok = isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                                     for s in value)
     if not ok or len(set(value)) != len(value):
-        raise ConfigError(f"{source}: [sweep] seeds must be a non-empty list of distinct integers >= 0, e.g. "
+        raise ConfigError(f"{source}: {what} must be a non-empty list of distinct integers >= 0, e.g. "
                           f"[0, 1, 2]; got {value!r}")
     return list(value)
 

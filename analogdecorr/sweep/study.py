@@ -55,7 +55,12 @@ def run_study(
             return 0, ""
         if train:
             failed = run_trials(chosen, address=args.address, jobs=args.jobs).failed
-        write_summary(spec, trials, out)
+        if spec.tune:  # a tuned sweep's table is per tuned row (its final runs follow from the search on disk)
+            from .tune import write_tuned_summary
+
+            write_tuned_summary(spec, out)
+        else:
+            write_summary(spec, trials, out)
     except AnalogDecorrError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2, ""

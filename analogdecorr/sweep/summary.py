@@ -36,6 +36,7 @@ class SettingRow:
     test_last: list[float] = field(default_factory=list)
     epoch: list[int] = field(default_factory=list)
     curves: list[list[float]] = field(default_factory=list)  # metric per epoch, per seed
+    chosen: str | None = None  # a tuned row: its chosen setting (or how far its search is), else None
 
     @property
     def settings_text(self) -> str:
@@ -67,22 +68,27 @@ def summarise(spec: SweepSpec, trials: Sequence[Trial]) -> list[SettingRow]:
     """One SettingRow per setting, in grid order."""
     rows: dict[tuple, SettingRow] = {}
     for trial in trials:
-        row = rows.setdefault(trial.setting, SettingRow(trial.setting, dict(trial.overrides)))
-        row.seeds += 1
-        data = load_run(trial)
-        if data is None:
-            continue
-        row.done += 1
-        if data.get("diverged"):
-            row.diverged += 1
-            continue
-        chosen = selected_epoch(data, spec.select)
-        row.metric.append(_num(chosen.get(spec.metric)))
-        row.test_selected.append(_num(chosen.get("test_acc")))
-        row.test_last.append(_num(data["epochs"][-1].get("test_acc")))
-        row.epoch.append(int(chosen["epoch"]))
-        row.curves.append([_num(r.get(spec.metric)) for r in data["epochs"]])
+        add_run(rows.setdefault(trial.setting, SettingRow(trial.setting, dict(trial.overrides))), trial,
+                spec.select, spec.metric)
     return list(rows.values())
+
+
+def add_run(row: SettingRow, trial: Trial, select: str, metric: str) -> None:
+    """Count ``trial`` in ``row`` and, if it finished, add its figures at its selected epoch."""
+    row.seeds += 1
+    data = load_run(trial)
+    if data is None:
+        return
+    row.done += 1
+    if data.get("diverged"):
+        row.diverged += 1
+        return
+    chosen = selected_epoch(data, select)
+    row.metric.append(_num(chosen.get(metric)))
+    row.test_selected.append(_num(chosen.get("test_acc")))
+    row.test_last.append(_num(data["epochs"][-1].get("test_acc")))
+    row.epoch.append(int(chosen["epoch"]))
+    row.curves.append([_num(r.get(metric)) for r in data["epochs"]])
 
 
 def best_row(spec: SweepSpec, rows: Sequence[SettingRow]) -> SettingRow | None:
@@ -120,13 +126,13 @@ def reference_row(spec: SweepSpec, rows: Sequence[SettingRow], row: SettingRow) 
     return next((r for r in rows if dict(r.setting) == want), None)
 
 
-def p_values(spec: SweepSpec, rows: Sequence[SettingRow]) -> list[float]:
-    """Per row, the Welch p-value of its seeds' metric against its reference row's (NaN for the reference
-    itself, or too few seeds)."""
+def p_values(spec: SweepSpec, rows: Sequence[SettingRow], figure: str = "metric") -> list[float]:
+    """Per row, the Welch p-value of its seeds' ``figure`` (a SettingRow list: the metric, or test_selected)
+    against its reference row's (NaN for the reference itself, or too few seeds)."""
     out = []
     for r in rows:
         ref = reference_row(spec, rows, r)
-        out.append(math.nan if ref is None or ref is r else welch_p(r.metric, ref.metric))
+        out.append(math.nan if ref is None or ref is r else welch_p(getattr(r, figure), getattr(ref, figure)))
     return out
 
 
@@ -154,8 +160,9 @@ def fmt(values: Sequence[float], digits: int = 3) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-def markdown(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
-    """The summary table as Markdown (best setting on the metric marked with *)."""
+def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str:
+    """The summary table as Markdown (best setting on the metric marked with *; a `chosen` column for tuned
+    rows; ``note`` is a paragraph under the title)."""
     best = best_row(spec, rows)
     ps = p_values(spec, rows)
     sel = "best-validation epoch" if spec.select == "validation" else "last epoch"
@@ -174,16 +181,24 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
         "reference itself or fewer than 2 seeds a side).",
         "",
     ]
+    tuned = any(r.chosen is not None for r in rows)
+    if tuned:  # nothing is chosen from this table any more: the reported figure gets its own test
+        lines[-2] += " `p test`: the same test on test accuracy at the selected epoch."
+    if note:
+        lines += [note, ""]
     names = spec.axis_names
-    head = [*names, "seeds", spec.metric, "p", "test acc @ sel.", "epoch", "test acc (last)", "settings"]
+    p_test = p_values(spec, rows, "test_selected") if tuned else []
+    head = [*names, *(["chosen"] if tuned else []), "seeds", spec.metric, "p", "test acc @ sel.",
+            *(["p test"] if tuned else []), "epoch", "test acc (last)", "settings"]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for r, p in zip(rows, ps, strict=True):
+    for i, (r, p) in enumerate(zip(rows, ps, strict=True)):
         labels = dict(r.setting)
         seeds = f"{r.done}/{r.seeds}" + (f" ({r.diverged} diverged)" if r.diverged else "")
         ep = f"{statistics.fmean(r.epoch):.1f}" if r.epoch else "–"
         mark = " *" if r is best else ""
-        cells = [labels[n] for n in names] + [seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), ep,
-                                              fmt(r.test_last), f"`{r.settings_text}`"]
+        cells = [labels[n] for n in names] + ([r.chosen or "–"] if tuned else []) + [
+            seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), *([fmt_p(p_test[i])] if tuned else []),
+            ep, fmt(r.test_last), f"`{r.settings_text}`"]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines += ["", f"Best setting: {' '.join(f'{k}={v}' for k, v in best.setting)} ({best.settings_text}): "
@@ -196,17 +211,22 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
     """The summary table as CSV (one row per setting; means, sample stds and the settings)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*spec.axis_names, "seeds", "done", "diverged", f"{spec.metric}_mean", f"{spec.metric}_std", "p",
-                "test_acc_selected_mean", "test_acc_selected_std", "epoch_mean", "test_acc_last_mean",
-                "test_acc_last_std", "settings"])
-    for r, p in zip(rows, p_values(spec, rows), strict=True):
+    tuned = any(r.chosen is not None for r in rows)
+    w.writerow([*spec.axis_names, *(["chosen"] if tuned else []), "seeds", "done", "diverged",
+                f"{spec.metric}_mean", f"{spec.metric}_std", "p",
+                "test_acc_selected_mean", "test_acc_selected_std", *(["p_test"] if tuned else []), "epoch_mean",
+                "test_acc_last_mean", "test_acc_last_std", "settings"])
+    p_test = p_values(spec, rows, "test_selected") if tuned else [math.nan] * len(rows)
+    for r, p, pt in zip(rows, p_values(spec, rows), p_test, strict=True):
         labels = dict(r.setting)
         m, s = mean_std(r.metric)
         tm, ts = mean_std(r.test_selected)
         lm, ls = mean_std(r.test_last)
         ep = statistics.fmean(r.epoch) if r.epoch else math.nan
-        w.writerow([*(labels[n] for n in spec.axis_names), r.seeds, r.done, r.diverged,
-                    *(_cell(v) for v in (m, s, p, tm, ts, ep, lm, ls)), r.settings_text])
+        w.writerow([*(labels[n] for n in spec.axis_names), *([r.chosen or ""] if tuned else []), r.seeds,
+                    r.done, r.diverged,
+                    *(_cell(v) for v in (m, s, p, tm, ts, *([pt] if tuned else []), ep, lm, ls)),
+                    r.settings_text])
     return buf.getvalue()
 
 
@@ -264,11 +284,17 @@ def plot(spec: SweepSpec, rows: Sequence[SettingRow], path: Path) -> Path | None
 
 
 def write_summary(spec: SweepSpec, trials: Sequence[Trial], out: str | Path) -> list[Path]:
-    """summary.md, summary.csv and summary.png in ``out`` (each written atomically); returns the paths."""
-    out = Path(out)
-    rows = summarise(spec, trials)
+    """summary.md, summary.csv and summary.png in ``out`` (each written atomically); returns the paths.
+
+    One row per setting of ``trials``; a tuned sweep's table (one row per tuned row, with search.md and
+    chosen.toml) is :func:`analogdecorr.sweep.tune.write_tuned_summary`."""
+    return write_tables(spec, summarise(spec, trials), Path(out))
+
+
+def write_tables(spec: SweepSpec, rows: Sequence[SettingRow], out: Path, note: str = "") -> list[Path]:
+    """summary.md, summary.csv and summary.png of ``rows`` in ``out``; returns the paths."""
     paths = []
-    for name, text in (("summary.md", markdown(spec, rows)), ("summary.csv", csv_text(spec, rows))):
+    for name, text in (("summary.md", markdown(spec, rows, note)), ("summary.csv", csv_text(spec, rows))):
         with atomic_write(out / name) as f:
             f.write(text)
         paths.append(out / name)

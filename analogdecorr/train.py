@@ -227,7 +227,13 @@ class Trainer:
                 if torch.isnan(xb).any() or torch.isinf(xb).any():
                     check_batch(xb, self.data.n_features)
                 probe = self.backend.start_probe(step)
-                loss, _ = self.rule.step(self.net, xb, yb)
+                try:
+                    loss, _ = self.rule.step(self.net, xb, yb)
+                except DataError:
+                    # The batch is finite (checked above), so a NaN/Inf reaching a later layer's decorrelator
+                    # comes from diverged weights or activations: report the divergence, not the data.
+                    self._diagnose(f"epoch {epoch + 1}, step {step + 1}", loss_nonfinite=True)
+                    raise
                 if probe is not None:
                     for key, values in probe().items():
                         extra.setdefault(key, []).extend(values)

@@ -17,11 +17,11 @@ import json
 import re
 import sys
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..packaged import first_comment, packaged_dir, toml_files
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,27 +33,21 @@ NOT_IN_RECIPES = ("seed",)
 #: Table-valued keys, merged key by key across layers.
 TABLE_KEYS = ("device", "io")
 _NAME = re.compile(r"[^a-z0-9.+]+")
+FOLDER = "recipes"
 
 
 def recipes_dir() -> Path:
     """The folder of the packaged recipes."""
-    return Path(str(resources.files("analogdecorr") / "recipes"))
+    return packaged_dir(FOLDER)
 
 
 def builtin_recipes() -> dict[str, Path]:
     """Name (the file stem) → path of every packaged recipe, sorted by name."""
-    folder = recipes_dir()
-    return {p.stem: p for p in sorted(folder.glob("*.toml"))} if folder.is_dir() else {}
+    return toml_files(recipes_dir())
 
 
-def describe(path: Path) -> str:
-    """The first comment line of a recipe: what it is (one line for the listing)."""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("#").strip()
-        if line.strip():
-            break
-    return ""
+#: The first comment line of a recipe: what it is (one line for the listing).
+describe = first_comment
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:

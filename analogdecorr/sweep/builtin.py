@@ -3,31 +3,26 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..packaged import first_comment, packaged_dir, toml_files
+
+FOLDER = "sweeps"
 
 
 def builtin_dir() -> Path:
     """The folder of the packaged sweep files."""
-    return Path(str(resources.files("analogdecorr") / "sweeps"))
+    return packaged_dir(FOLDER)
 
 
 def builtin_sweeps() -> dict[str, Path]:
     """Name (the file stem) → path of every packaged sweep file, sorted by name."""
-    folder = builtin_dir()
-    return {p.stem: p for p in sorted(folder.glob("*.toml"))} if folder.is_dir() else {}
+    return toml_files(builtin_dir())
 
 
-def describe(path: Path) -> str:
-    """The first comment line of a sweep file: what it runs (one line for ``--list``)."""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("#").strip()
-        if line.strip():
-            break
-    return ""
+#: The first comment line of a sweep file: what it runs (one line for ``--list``).
+describe = first_comment
 
 
 def resolve_sweep(name_or_path: str | Path) -> Path:

@@ -10,6 +10,7 @@ If Ray is already initialised in this process (a notebook, a test) that connecti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -240,8 +241,13 @@ def run_trials(
                     bar.refresh()
                     pending[:0] = fresh
     except BaseException:
-        for ref in in_flight:
+        refs = list(in_flight)
+        for ref in refs:
             ray.cancel(ref, force=True)
+        if refs:  # cancelling is asynchronous: wait until the killed workers are gone, so that none of them
+            # still writes into its run folder when a restarted sweep resumes that run
+            with contextlib.suppress(Exception):
+                ray.wait(refs, num_returns=len(refs), timeout=60)
         raise
     finally:
         bar.close()

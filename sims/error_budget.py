@@ -255,8 +255,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--widths", nargs="+", type=int, help="unit widths W (default: 8 10 12 14 16; float always)")
     p.add_argument("--seeds", type=int, help="number of seeds 0..n-1 (default: the sweep file's 3)")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the sweep file's 50)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a [base] key for every run (e.g. decor_lr=1e-4); repeatable")
     add_engine_flags(p, "sims/out/error_budget")
     return p.parse_args(argv)
 

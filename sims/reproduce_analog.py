@@ -259,8 +259,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, help="number of seeds 0..n-1 (default: the sweep file's 3)")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the sweep file's 50)")
     p.add_argument("--acceptance", action="store_true", help="run only the rows the acceptance criteria name")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a [base] key for every run (e.g. lr=0.03); repeatable")
     p.add_argument("--published", action="store_true",
                    help="the published protocol: no validation split, best/last test accuracy")
     add_engine_flags(p, "sims/out/analog")

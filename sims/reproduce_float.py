@@ -197,8 +197,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", help="comma-separated seeds (default: the sweep file's 0,1,2)")
     p.add_argument("--variants", help="comma-separated variants, e.g. NP,NP+decor (default: all six)")
     p.add_argument("--decor-rule", default="scaled", help="decorrelation rule of the +decor variants")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a [base] key for every run, e.g. decor_lr=1e-3 or epochs=4; repeatable")
     p.add_argument("--published", action="store_true",
                    help="the published protocol: no validation split (val_frac 0), test accuracy at fixed epochs")
     add_engine_flags(p, "sims/out/float")

@@ -16,7 +16,10 @@ Writer = Callable[[SweepSpec, list[Trial], Path], object]
 
 
 def add_engine_flags(p: argparse.ArgumentParser, out_default: str) -> None:
-    """The flags every study script takes for the engine: --out, --jobs, --address, --table-only, --dry-run."""
+    """The flags every study script takes: --set (a [base] key for every run, read by ``override_base``) and,
+    for the engine, --out, --jobs, --address, --table-only, --dry-run."""
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a [base] key for every run, e.g. decor_lr=1e-3 or epochs=4; repeatable")
     p.add_argument("--out", type=Path, help=f"sweep folder (default: the sweep file's {out_default})")
     p.add_argument("--jobs", type=int, help="runs at a time (default: every CPU)")
     p.add_argument("--address", help="join the Ray cluster at this address instead of starting a local one")

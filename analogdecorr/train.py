@@ -19,7 +19,7 @@ from .decor import refit_zca
 from .diagnostics import input_spectrum, np_gradient_cosine
 from .errors import ConfigError, DataError, DivergenceError
 from .metrics import correlation_matrix, evaluate, mean_abs_offdiag
-from .models import Network, build_model
+from .models import FLAT_MODELS, Network, build_model
 from .results import Results, run_summary, versions
 from .rules import NodePerturbation, Rule, make_rule
 
@@ -60,7 +60,7 @@ class Trainer:
             rho=cfg.rho,
             n_features=cfg.n_features,
             n_samples=cfg.n_samples,
-            flatten=cfg.model == "mlp",
+            flatten=cfg.model in FLAT_MODELS,
             val_frac=cfg.val_frac,
         )
         self.net: Network = build_model(cfg, self.data.input_shape, self.data.n_classes)

@@ -7,8 +7,9 @@ Three kinds of run, all on the package's digits split of the given seed (the sam
 * ``ours``: the package's trainer at sims/paper_digits.toml's settings (NP + `scaled`); ``--set KEY=VALUE`` changes
   any RunConfig key (e.g. ``model=paper_mlp``, ``sigma=1e-6``, ``sample_frac=0.2``, ``decor=scaled_left``), and two
   knobs the package has no key for are patched in for the measurement: ``--adam-beta2`` (the paper uses 0.9999)
-  and ``--scale max`` (inputs divided by the training maximum, the paper code's preprocessing, instead of
-  per-feature standardisation).
+  and ``--scale`` (``max``: inputs divided by the training maximum, as the paper code's in-memory loader does;
+  ``channel``: one mean and std over all pixels, as its CIFAR/TinyImageNet loaders standardise per channel;
+  instead of the package's per-feature standardisation). ``--scale`` applies to the paper modes too.
 * ``paper``: the paper's public code (github nasiryahm/CorrelationsRuinGD at HEAD, package ``crgd``: DenseNet of
   4x1000 NPLinear layers wrapped in DecorLinear) from a checkout given by ``--paper-code``. ``--fix-np`` makes
   DecorLinear pass NP's ``update_grads`` to its linear layer, without which that code never sets a weight gradient.
@@ -51,8 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("mode", choices=("ours", "paper", "paper-iclr"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adam-beta2", type=float, default=0.999, help="Adam's beta2 (torch default 0.999; paper 0.9999)")
-    p.add_argument("--scale", choices=("standardise", "max"), default="standardise",
-                   help="input preprocessing: per-feature standardisation (ours) or division by the training max")
+    p.add_argument("--scale", choices=("standardise", "max", "channel"), default="standardise",
+                   help="input preprocessing: per-feature standardisation (ours), division by the training max, "
+                        "or one mean and std over all features (the paper's per-channel standardisation)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="ours: RunConfig keys; paper modes: sigma, decor_lr, lr, batch_size, epochs")
     p.add_argument("--paper-code", type=Path, help="checkout of nasiryahm/CorrelationsRuinGD (paper modes)")
@@ -74,6 +76,11 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 def _divide_by_max(x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
     top = float(np.max(x_train))
     return tuple(np.asarray(x, dtype=np.float32) / top for x in (x_train, *others))
+
+
+def _standardise_channel(x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    mean, std = float(np.mean(x_train)), float(np.std(x_train))
+    return tuple(((np.asarray(x, dtype=np.float64) - mean) / std).astype(np.float32) for x in (x_train, *others))
 
 
 def run_ours(args: argparse.Namespace, sets: dict[str, str]) -> tuple[list[float], list[float]]:
@@ -163,8 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     sets = _settings(args.set)
     torch.set_num_threads(1)
-    if args.scale == "max":
-        data._standardise = _divide_by_max
+    if args.scale != "standardise":
+        data._standardise = _divide_by_max if args.scale == "max" else _standardise_channel
     t0 = time.perf_counter()
     val, test = run_ours(args, sets) if args.mode == "ours" else run_paper(args, sets)
     print(json.dumps({"mode": args.mode, "seed": args.seed, "adam_beta2": args.adam_beta2, "scale": args.scale,

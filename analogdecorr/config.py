@@ -205,7 +205,8 @@ class RunConfig:
                                   "FPGA unit's form)", choices=CENTRINGS)
     # fixed-point decorrelation (co-simulation of the FPGA unit; None = derived, see analogdecorr.cosim.unit;
     # the format and the rule are checked where the units are built, cosim.unit.plan, which names the field)
-    decor_numerics: str = setting("float", "decorrelation arithmetic: float (torch) or fixed (the FPGA unit's "
+    decor_numerics: str = setting("float", "decorrelation arithmetic: float (torch, a step per batch), stream (the "
+                                           "FPGA unit's per-sample schedule in float64) or fixed (the unit's "
                                            "integer model, bit-exact)", choices=DECOR_NUMERICS)
     unit: str | None = setting(None, "fixed numerics: an exported unit folder whose manifest.json gives the "
                                      "format (else the --unit-* flags)")

@@ -27,6 +27,7 @@ R and z are from it, and the unit's saturation counts, for results.json.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -71,9 +72,13 @@ class FixedDecorrelator(Decorrelator):
         sample_frac: float = 0.1,
         mean_momentum: float = 0.1,
         scale: float | None = None,
+        retune: Callable[[float], UnitFormat] | None = None,
     ) -> None:
         super().__init__(num_features, rule=rule, lr=lr, sample_frac=sample_frac, mean_momentum=mean_momentum)
         self.fmt = fmt
+        # the format for a scale (cosim.unit.UnitPlan.format_for): a derived shift follows the layer's scale so
+        # that the unit steps by η · scale² = decor_lr / k in real units; None keeps ``fmt`` whatever the scale
+        self.retune = retune
         self.scale_given = scale is not None
         s0 = UnitState.reset(fmt)
         self.register_buffer("R_int", torch.from_numpy(np.array(s0.R, dtype=np.int64)))
@@ -134,6 +139,13 @@ class FixedDecorrelator(Decorrelator):
         super()._load_from_state_dict(*args, **kwargs)
         self._last, self._scale = None, None
         self._scale_checked = self.scale_value != 0.0
+        if self._scale_checked and self.retune is not None:
+            self._use_format(self.retune(self.scale_value))  # the state loaded is in that format already
+
+    def _use_format(self, fmt: UnitFormat) -> None:
+        self.fmt = fmt
+        if self.recorder is not None:
+            self.recorder.fmt = fmt
 
     # ------------------------------------------------------------------ arithmetic
     def _dequantize(self, Z: np.ndarray, like: Tensor) -> Tensor:
@@ -147,6 +159,11 @@ class FixedDecorrelator(Decorrelator):
             check_first_batch(rows, scale, self.fmt, self.name, self.scale_given)
             self.scale[0] = scale
             self._scale, self._scale_checked = None, True
+            fmt = self.retune(scale) if self.retune is not None else self.fmt
+            if fmt != self.fmt:  # before the first sample: the reset state of the layer's own format
+                self._use_format(fmt)
+                self._set_state(UnitState.reset(fmt))
+                self._sync_mirrors()
         return self.scale_value
 
     def _forward_only(self, X: np.ndarray, state: Any) -> tuple[np.ndarray, dict]:

@@ -222,6 +222,10 @@ class RunConfig:
                                                   "(default: float's per learning sample)")
     decor_scale: float | None = setting(None, "fixed numerics: power-of-two scale of every layer's input into the "
                                               "unit (default: per layer from the first batch)", check=_power_of_two)
+    decor_headroom: int = setting(1, "fixed numerics: bits between a layer's first-batch peak |x| and the unit's "
+                                     "word range when its scale is chosen (more: fewer saturated words later in "
+                                     "training, fewer bits of precision)",
+                                  check=at_least_zero("it is a number of bits; the default is 1", "an integer"))
     cosim_record: int = setting(10_000, "fixed numerics: record the first K samples each unit sees for 'cosim "
                                         "check' (0 = off)",
                                 check=at_least_zero("it is the number of samples to record; 0 = off", "an integer"),

@@ -108,7 +108,7 @@ def _decor(cfg, features: int, index: int = 0, unit_plan=None) -> Decorrelator |
             return StreamDecorrelator(features, fmt, rule=cfg.decor, sample_frac=cfg.sample_frac)
         return FixedDecorrelator(
             features, fmt, rule=cfg.decor, lr=cfg.decor_lr, sample_frac=cfg.sample_frac, scale=cfg.decor_scale,
-            retune=lambda scale: unit_plan.format_for(features, name, scale),
+            retune=lambda scale: unit_plan.format_for(features, name, scale), headroom=cfg.decor_headroom,
         )
     return Decorrelator(
         features,

@@ -144,6 +144,15 @@ def test_a_derived_shift_follows_each_layers_scale_so_every_layer_learns_at_deco
     assert again["cosim"]["layers"] == res["cosim"]["layers"]
 
 
+def test_more_headroom_gives_smaller_scales_and_fewer_saturated_words(tmp_path):
+    """decor_headroom = 3 puts every layer's first batch 4x further below the word range than the default 1, and
+    the words that saturate later in training (digits' rare large pixels) become fewer."""
+    runs = {h: train(small(tmp_path, f"h{h}", epochs=1, cosim_record=0, decor_headroom=h), **QUIET) for h in (1, 3)}
+    assert [a / b for a, b in zip(runs[1]["cosim"]["scales"], runs[3]["cosim"]["scales"], strict=True)] == [4, 4]
+    sat = {h: sum(c["saturation"]["x"] for c in r["epochs"][-1]["cosim"]) for h, r in runs.items()}
+    assert sat[3] < sat[1], sat
+
+
 def test_centre_shift_default_matches_float_momentum_per_learning_sample():
     assert centre_shift_for_momentum(7) == 6  # (1 - 2^-6)^7 = 0.896 ~ 0.9
     assert centre_shift_for_momentum(1) == 3  # one learning row: 2^-3 = 0.125 ~ 0.1

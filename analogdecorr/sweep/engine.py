@@ -23,9 +23,9 @@ from typing import Any
 
 from ..atomic import write_text
 from ..errors import ConfigError
-from .spec import CHECKPOINT, DIVERGED, RESULTS, TRIAL_FILE, SweepSpec, Trial
+from .spec import CHECKPOINT, DIVERGED, RESULTS, RUN_CONFIG, TRIAL_FILE, SweepSpec, Trial
 
-CONFIG_FILE = "config.toml"
+CONFIG_FILE = RUN_CONFIG
 
 
 @dataclass

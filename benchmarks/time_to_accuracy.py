@@ -303,7 +303,7 @@ def markdown(pairs: list[dict[str, Any]]) -> str:
     groups = list(dict.fromkeys((p["task"], p["rule"]) for p in pairs))
     lines = ["# Time to accuracy: plain vs decorrelated, trained side by side", "",
              "| task, rule | lr plain / decorrelated | target (plain's best val acc, median) | speed-up, clock "
-             "(median, range) | steps x median step | decorrelated step / plain step | val acc at the plain run's "
+             "(median, range) | steps × median step | decorrelated step / plain step | val acc at the plain run's "
              "total time, plain → decorrelated |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for task, rule in groups:

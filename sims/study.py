@@ -69,6 +69,7 @@ class Part:
     status_args: list[str] = field(default_factory=list)
     tables_only_args: list[str] = field(default_factory=list)
     jobs_flag: str | None = None
+    address_flag: str | None = None
     spec: Any = None  # the parsed sweep file (SweepSpec) of a sweep part
 
     @property
@@ -103,7 +104,8 @@ def load_declaration(path: Path, root: Path) -> list[Part]:
     return parts
 
 
-_PART_KEYS = {"name", "sweep", "script", "args", "out", "outputs", "status", "tables_only", "jobs", "table"}
+_PART_KEYS = {"name", "sweep", "script", "args", "out", "outputs", "status", "tables_only", "jobs", "address",
+              "table"}
 _TABLE_KEYS = {"view", "doc", "file", "section", "seeds", "rows", "columns", "labels", "rename"}
 
 
@@ -121,7 +123,7 @@ def _part(raw: dict[str, Any], where: str, root: Path) -> Part:
         part.sweep = _file(root, raw["sweep"], "sweep", where)
         part.spec = load_sweep(part.sweep)
         part.out = root / raw.get("out", part.spec.out or f"sims/out/{name}")
-        extra = set(raw) & {"args", "status", "tables_only", "jobs"}
+        extra = set(raw) & {"args", "status", "tables_only", "jobs", "address"}
         if extra:
             raise ConfigError(f"{where}: {sorted(extra)[0]} is for script parts; a sweep part runs its file")
     else:
@@ -134,6 +136,7 @@ def _part(raw: dict[str, Any], where: str, root: Path) -> Part:
         part.status_args = _strings(raw["status"], "status", where)
         part.tables_only_args = _strings(raw["tables_only"], "tables_only", where)
         part.jobs_flag = raw.get("jobs")
+        part.address_flag = raw.get("address")
     tables = raw.get("table", [])
     if not isinstance(tables, list):
         raise ConfigError(f"{where}: table must be [[part.table]] entries")
@@ -218,12 +221,18 @@ class Block:
 
 
 def find_blocks(text: str, doc: Path) -> dict[str, Block]:
-    """Every ``<!-- study:NAME -->`` … ``<!-- /study:NAME -->`` pair of ``text``; ConfigError (naming the file,
-    the line and the marker) for a marker not alone on its line, unclosed, nested, repeated or stray."""
+    """Every ``<!-- study:NAME -->`` … ``<!-- /study:NAME -->`` pair of ``text`` (outside code blocks and
+    `inline code`); ConfigError (naming the file, the line and the marker) for a marker not alone on its line,
+    unclosed, nested, repeated or stray."""
     blocks: dict[str, Block] = {}
     open_: tuple[str, int, str] | None = None
+    fenced = False
     for i, line in enumerate(text.splitlines()):
-        found = list(_MARKER.finditer(line))
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if fenced:  # a marker quoted in a code block or `inline code` is text, not a marker
+            continue
+        found = list(_MARKER.finditer(re.sub(r"`[^`]*`", "", line)))
         if not found:
             continue
         m = found[0]
@@ -452,8 +461,8 @@ def run_part(part: Part, root: Path, *, train: bool, jobs: int | None, address: 
     extra = list(part.tables_only_args) if not train else []
     if train and jobs is not None and part.jobs_flag:
         extra += [part.jobs_flag, str(jobs)]
-    if train and address and part.jobs_flag:  # a script on the sweep engine takes --address with --jobs
-        extra += ["--address", address]
+    if train and address and part.address_flag:
+        extra += [part.address_flag, address]
     code = subprocess.run(part.command(extra), cwd=root, env=_env(root)).returncode
     if code:
         print(f"failed: {part.name}: `{' '.join(part.command(extra)[1:])}` exited with {code}", file=sys.stderr)
@@ -556,10 +565,16 @@ def _main(args: argparse.Namespace) -> int:
                 print(note)
         return 0
     failed, done = [], set()
+    first = {part.name: status(part, root) for part in parts}  # expands (checks) every run before any starts
+    print(f"study: {n} parts, {sum(s.runs for s in first.values())} runs, "
+          f"{sum(s.finished for s in first.values())} finished", flush=True)
     outputs = [part.out / o for part in parts for o in part.outputs]
     before = _stamp(outputs)
     for i, part in enumerate(parts, 1):
-        st = status(part, root)
+        st = first[part.name]
+        if args.tables_only and st.finished == 0:  # nothing to tabulate: keep what an earlier run wrote
+            print(f"[{i}/{n}] {part.name}: no finished runs of {st.runs}; its tables are left as they are")
+            continue
         verb = "tables of" if args.tables_only else ("resuming" if st.finished else "starting")
         print(f"[{i}/{n}] {verb} {part.name}: {st.runs} runs, {st.finished} finished, {st.todo} to do", flush=True)
         t0 = time.perf_counter()

@@ -267,7 +267,8 @@ def test_tables_only_does_not_train_and_keeps_the_blocks_of_unfinished_parts(ray
     out = capsys.readouterr().out
     assert results(root, "a") == {} and results(root, "b") == {}
     assert not (root / "sims" / "out" / "toy" / "done").exists()
-    assert (root / "sims" / "out" / "a" / "summary.md").exists()  # tables of what is on disk (nothing yet)
+    assert not (root / "sims" / "out" / "a").exists()  # nothing finished: an earlier table would be kept
+    assert "[1/3] a: no finished runs of 4; its tables are left as they are" in out
     assert (root / "docs" / "README.md").read_text() == DOC
     assert "docs/README.md: study:a kept (part a has runs left)" in out
     assert run(root, "--dry-run") == 0
@@ -297,6 +298,7 @@ def test_replace_block_is_exact_and_idempotent(tmp_path):
     assert once == ("a\n<!-- study:p -->\n\n| x |\n| --- |\n| 1 |\n\n<!-- /study:p -->\nb\n"
                     "   <!-- study:p/v -->\n   <!-- /study:p/v -->\nc")
     assert study.replace_block(once, doc, "p", "| x |\n| --- |\n| 1 |\n") == once
+    assert study.find_blocks("see `<!-- study:q -->`\n```\n<!-- study:q -->\n```\n", doc) == {}  # quoted
     twice = study.replace_block(once, doc, "p/v", "| y |\n| --- |\n")
     assert twice.endswith("   <!-- study:p/v -->\n\n   | y |\n   | --- |\n\n   <!-- /study:p/v -->\nc")
 
@@ -383,3 +385,12 @@ def test_time_to_accuracy_skips_a_measurement_it_has_and_rebuilds_its_table(tmp_
     md = (tmp_path / "tta.md").read_text()
     assert "| correlated, NP | 0.02 / 0.05 | .500 | **4.50×** (4.00–5.00, 2 of 2 seeds) | 2.50× | 2.00× |" in md
     assert (tmp_path / "tta.png").stat().st_size > 0
+
+
+def test_a_bad_run_in_a_later_part_stops_the_study_before_the_first_part_trains(tmp_path, capsys):
+    root = make_root(tmp_path)
+    (root / "sims" / "b.toml").write_text(SWEEP_B.replace("lr = [1e-3, 1e-2]", "lr = [1e-3, -1.0]"))
+    assert run(root) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "lr=-1" in err and err.count("\n") == 1
+    assert not (root / "sims" / "out" / "a").exists()

@@ -53,6 +53,19 @@ class TableView:
     columns: list[str] | None = None
     labels: dict[str, str] = field(default_factory=dict)
     rename: dict[str, str] = field(default_factory=dict)
+    delta: Delta | None = None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A column of differences in points: each row's ``of`` (a column of the table file's CSV twin, unrounded)
+    minus that of the row with the labels ``against`` and the row's own labels in ``by``."""
+
+    name: str
+    of: str
+    against: dict[str, str]
+    by: list[str] = field(default_factory=list)
+    after: str | None = None  # the column it follows (default: the last)
 
 
 @dataclass
@@ -106,7 +119,8 @@ def load_declaration(path: Path, root: Path) -> list[Part]:
 
 _PART_KEYS = {"name", "sweep", "script", "args", "out", "outputs", "status", "tables_only", "jobs", "address",
               "table"}
-_TABLE_KEYS = {"view", "doc", "file", "section", "seeds", "rows", "columns", "labels", "rename"}
+_TABLE_KEYS = {"view", "doc", "file", "section", "seeds", "rows", "columns", "labels", "rename", "delta"}
+_DELTA_KEYS = {"name", "of", "against", "by", "after"}
 
 
 def _part(raw: dict[str, Any], where: str, root: Path) -> Part:
@@ -174,7 +188,17 @@ def _view(raw: dict[str, Any], part: Part, where: str, root: Path) -> TableView:
         columns=_strings(raw["columns"], "columns", where) if "columns" in raw else None,
         labels={str(k): str(v) for k, v in raw.get("labels", {}).items()},
         rename={str(k): str(v) for k, v in raw.get("rename", {}).items()},
+        delta=_delta(raw["delta"], where) if "delta" in raw else None,
     )
+
+
+def _delta(raw: Any, where: str) -> Delta:
+    where += " delta"
+    _keys(raw, _DELTA_KEYS, where)
+    if not isinstance(raw.get("against"), dict) or not raw["against"] or "name" not in raw or "of" not in raw:
+        raise ConfigError(f"{where}: needs name, of (a CSV column) and against = {{ axis = \"label\" }}")
+    return Delta(str(raw["name"]), str(raw["of"]), {str(k): str(v) for k, v in raw["against"].items()},
+                 _strings(raw.get("by", []), "by", where), raw.get("after"))
 
 
 def _keys(raw: Any, valid: set[str], where: str) -> None:
@@ -376,18 +400,61 @@ def build_table(part: Part, view: TableView) -> str:
             raise ConfigError(f"{where}: {path} does not exist yet; run the part (sims/study.py --only "
                               f"{part.name}) or rebuild its tables (--tables-only)")
         table = markdown_table(path.read_text(encoding="utf-8"), view.section, f"{where}: {path}")
-    for col in [*view.rows, *(view.columns or [])]:
+    for col in view.rows:
         if col not in table.header:
             raise ConfigError(f"{where}: no column {col!r}; columns: {', '.join(table.header)}")
-    for col, keep in view.rows.items():
-        i = table.header.index(col)
-        table.rows = [r for r in table.rows if r[i] in keep]
+        table.rows = [r for r in table.rows if r[table.header.index(col)] in view.rows[col]]
+    if view.delta is not None:
+        add_delta(table, view.delta, part.out / Path(view.file).with_suffix(".csv"), where)
+    for col in view.columns or []:
+        if col not in table.header:
+            raise ConfigError(f"{where}: no column {col!r}; columns: {', '.join(table.header)}")
     if view.columns is not None:
         idx = [table.header.index(c) for c in view.columns]
         table = Table([table.header[i] for i in idx], [[r[i] for i in idx] for r in table.rows])
     table.rows = [[view.labels.get(r[0], r[0]), *r[1:]] for r in table.rows]
     table.header = [view.rename.get(h, h) for h in table.header]
     return table.markdown()
+
+
+def add_delta(table: Table, delta: Delta, csv_path: Path, where: str) -> None:
+    """Insert ``delta``'s column into ``table``: (row − reference) × 100, one decimal with its sign; empty for
+    the reference row itself, – where either value is missing."""
+    import csv
+    import math
+
+    try:
+        with open(csv_path, encoding="utf-8", newline="") as f:
+            data = list(csv.DictReader(f))
+    except OSError:
+        raise ConfigError(f"{where}: delta needs {csv_path}, the CSV twin of the table's file") from None
+    keys = [*delta.by, *delta.against]
+    for col in keys:
+        if col not in table.header or (data and col not in data[0]):
+            raise ConfigError(f"{where}: delta: {col!r} must be a column of the table and of {csv_path.name}")
+    if data and delta.of not in data[0]:
+        raise ConfigError(f"{where}: delta: no column {delta.of!r} in {csv_path.name}; columns: {', '.join(data[0])}")
+
+    def value(labels: dict[str, str]) -> float:
+        row = next((r for r in data if all(r[k] == labels[k] for k in keys)), None)
+        try:
+            return float(row[delta.of]) if row is not None else math.nan
+        except ValueError:
+            return math.nan
+
+    cells = []
+    for r in table.rows:
+        labels = {k: r[table.header.index(k)] for k in keys}
+        ref = {**labels, **delta.against}
+        diff = (value(labels) - value(ref)) * 100
+        cells.append("" if labels == ref else ("–" if math.isnan(diff) else f"{diff:+.1f}"))
+    if delta.after is not None and delta.after not in table.header:
+        raise ConfigError(f"{where}: delta: after = {delta.after!r} is not a column; columns: "
+                          f"{', '.join(table.header)}")
+    at = table.header.index(delta.after) + 1 if delta.after is not None else len(table.header)
+    table.header.insert(at, delta.name)
+    for r, c in zip(table.rows, cells, strict=True):
+        r.insert(at, c)
 
 
 # --------------------------------------------------------------------------------------------- status

@@ -5,6 +5,7 @@ run starts. Also benchmarks/time_to_accuracy.py's skip-when-measured logic on a 
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import os
@@ -92,6 +93,12 @@ columns = ["decor", "seeds", "test acc @ sel."]
 rename = { "test acc @ sel." = "test acc" }
 
 [[part.table]]
+view = "delta"
+doc = "docs/README.md"
+delta = { name = "Δ", of = "test_acc_selected_mean", against = { decor = "centre" }, after = "decor" }
+columns = ["decor", "Δ"]
+
+[[part.table]]
 view = "seeds"
 doc = "docs/README.md"
 seeds = "test_last"
@@ -136,6 +143,9 @@ Prose before.
 <!-- /study:a -->
 
 Prose between, kept as it is.
+
+<!-- study:a/delta -->
+<!-- /study:a/delta -->
 
 - a list item:
 
@@ -221,7 +231,11 @@ def test_every_part_runs_in_order_and_fills_its_doc_blocks(ran):
     centre = next(line for line in summary.splitlines() if line.startswith("| centre |")).split(" | ")
     assert ("<!-- study:a -->\n\n| decor | seeds | test acc |\n| --- | --- | --- |\n"
             f"| centre | 2/2 | {centre[4]} |\n\n<!-- /study:a -->") in doc
-    seeds = study.build_table(parts["a"], parts["a"].tables[1])
+    means = {r["decor"]: float(r["test_acc_selected_mean"]) for r in csv.DictReader(
+        (root / "sims" / "out" / "a" / "summary.csv").open())}
+    delta = f"{(means['none'] - means['centre']) * 100:+.1f}"
+    assert f"| decor | Δ |\n| --- | --- |\n| none | {delta} |\n| centre |  |\n" in doc
+    seeds = study.build_table(parts["a"], parts["a"].tables[2])
     assert seeds.splitlines()[0] == "| decor | seed 0 | seed 1 | mean ± std |"
     assert [r.split(" | ")[0] for r in seeds.splitlines()[2:]] == ["| plain", "| centre"]
     assert "  <!-- study:a/seeds -->\n\n" + "".join("  " + r + "\n" for r in seeds.splitlines()) in doc
@@ -258,7 +272,7 @@ def test_list_names_parts_runs_and_state(ran, capsys):
     out = capsys.readouterr().out
     assert "[1/3] a (sweep sims/a.toml): 4 runs, 4 finished, finished" in out
     assert "[3/3] toy (script sims/toy.py --flag): 1 runs, 1 finished, finished" in out
-    assert "study:a/seeds in docs/README.md" in out
+    assert "study:a/seeds in docs/README.md" in out and "study:a/delta in docs/README.md" in out
 
 
 def test_tables_only_does_not_train_and_keeps_the_blocks_of_unfinished_parts(ray_cluster, tmp_path, capsys):

@@ -551,26 +551,31 @@ def _stamp(paths: Sequence[Path]) -> dict[Path, tuple[int, int] | None]:
     return out
 
 
-def refresh_docs(parts: Sequence[Part], done: set[str], root: Path, *, write: bool) -> tuple[list[Path], list[str]]:
+def refresh_docs(parts: Sequence[Part], done: set[str], root: Path, *,
+                 write: bool) -> tuple[list[Path], list[str], list[str]]:
     """Replace the blocks of the finished parts (``done``) in their docs; returns (docs changed, notes on the
-    blocks kept). With ``write=False`` nothing is written (a dry run)."""
+    blocks kept, errors). A table that cannot be built keeps its block and is an error; the other blocks are
+    still rewritten. With ``write=False`` nothing is written (a dry run)."""
     by_doc: dict[Path, list[tuple[Part, TableView]]] = {}
     for p in parts:
         for v in p.tables:
             by_doc.setdefault(v.doc, []).append((p, v))
-    changed, kept = [], []
+    changed, kept, errors = [], [], []
     for doc, views in by_doc.items():
         old = text = doc.read_text(encoding="utf-8")
         for p, v in views:
             if p.name not in done:
                 kept.append(f"{_rel(doc, root)}: study:{v.marker} kept (part {p.name} has runs left)")
                 continue
-            text = replace_block(text, doc, v.marker, build_table(p, v))
+            try:
+                text = replace_block(text, doc, v.marker, build_table(p, v))
+            except ConfigError as e:
+                errors.append(str(e))
         if text != old:
             if write:
                 write_text(doc, text)
             changed.append(doc)
-    return changed, kept
+    return changed, kept, errors
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -625,11 +630,14 @@ def _main(args: argparse.Namespace) -> int:
                 print(f"      writes {_rel(part.out, root)}/{{{', '.join(part.outputs)}}}; tables: "
                       + (", ".join(f"study:{v.marker} in {_rel(v.doc, root)}" for v in part.tables) or "none"))
         if args.dry_run:
-            changed, kept = refresh_docs(parts, done, root, write=False)
+            changed, kept, errors = refresh_docs(parts, done, root, write=False)
             for doc in changed:
                 print(f"would rewrite {_rel(doc, root)}")
             for note in kept:
                 print(note)
+            for e in errors:
+                print(f"error: {e}", file=sys.stderr)
+            return 2 if errors else 0
         return 0
     failed, done = [], set()
     first = {part.name: status(part, root) for part in parts}  # expands (checks) every run before any starts
@@ -657,7 +665,7 @@ def _main(args: argparse.Namespace) -> int:
             done.add(part.name)
         print(f"[{i}/{n}] {part.name}: {st.finished}/{st.runs} runs finished, "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-    changed, kept = refresh_docs(parts, done, root, write=True)
+    changed, kept, errors = refresh_docs(parts, done, root, write=True)
     after = _stamp(outputs)
     rewrote = [p for p in outputs if after[p] is not None and after[p] != before[p]] + changed
     print("rewrote:" if rewrote else "rewrote nothing")
@@ -665,10 +673,12 @@ def _main(args: argparse.Namespace) -> int:
         print(f"  {_rel(path, root)}")
     for note in kept:
         print(note)
+    for e in errors:  # the runs are on disk: fix the declaration, then --tables-only
+        print(f"error: {e}", file=sys.stderr)
     if failed:
         print(f"error: parts with failures: {', '.join(failed)} (above); rerun the command to resume them",
               file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or errors else 0
 
 
 if __name__ == "__main__":

@@ -376,3 +376,32 @@ def test_run_folders_named_by_an_older_key_are_adopted_when_their_config_is_the_
     assert json.loads((trials[0].out / "results.json").read_text()) == {"marker": "0000000000000000"}
     assert not (runs / "0000000000000000").exists()
     assert other.is_dir() and not trials[1].out.exists()
+
+
+def test_a_ray_start_up_timeout_is_retried_then_one_line(monkeypatch):
+    """On an overloaded machine Ray's node can miss its start-up deadline: connect tries again (a second attempt
+    that works starts the sweep), and after START_ATTEMPTS failures it is one error naming the load and the fix."""
+    import ray
+
+    from analogdecorr.errors import EnvironmentMismatchError
+    from analogdecorr.sweep import engine
+
+    calls = []
+
+    def init(fail_times):
+        def fake(**kw):
+            calls.append(kw["address"])
+            if len(calls) <= fail_times:
+                raise Exception("The current node timed out during startup. This could happen because ...")
+        return fake
+
+    monkeypatch.setattr(engine.time, "sleep", lambda s: None)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray, "init", init(1))
+    assert engine.connect(None, 2) is True and calls == ["local", "local"]
+    calls.clear()
+    monkeypatch.setattr(ray, "init", init(engine.START_ATTEMPTS))
+    with pytest.raises(EnvironmentMismatchError, match="did not start in 3 attempts.*load average.*again"):
+        engine.connect(None, 2)
+    assert len(calls) == engine.START_ATTEMPTS

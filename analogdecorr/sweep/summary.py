@@ -1,7 +1,8 @@
 """A sweep's tables and plot: one row per setting, mean ± std over seeds at each run's selected epoch.
 
 Each run's epoch is its best-validation epoch (``select = "validation"``) or its last; the row gives the sweep's
-metric there, the test accuracy there (test accuracy is never used to choose anything) and at the last epoch.
+metric there, the test accuracy there (test accuracy is never used to choose anything) and at the last epoch,
+and how far the metric fell from the selected to the last epoch (best − last on validation: what a run forgot).
 """
 
 from __future__ import annotations
@@ -32,11 +33,17 @@ class SettingRow:
     done: int = 0  # finished (results or diverged)
     diverged: int = 0
     metric: list[float] = field(default_factory=list)  # at the selected epoch, per seed
+    metric_last: list[float] = field(default_factory=list)  # at the last epoch, per seed
     test_selected: list[float] = field(default_factory=list)
     test_last: list[float] = field(default_factory=list)
     epoch: list[int] = field(default_factory=list)
     curves: list[list[float]] = field(default_factory=list)  # metric per epoch, per seed
     chosen: str | None = None  # a tuned row: its chosen setting (or how far its search is), else None
+
+    @property
+    def gap(self) -> list[float]:
+        """Per seed, the metric at the selected epoch minus at the last (best − last with select = validation)."""
+        return [a - b for a, b in zip(self.metric, self.metric_last, strict=False)]
 
     @property
     def settings_text(self) -> str:
@@ -85,6 +92,7 @@ def add_run(row: SettingRow, trial: Trial, select: str, metric: str) -> None:
         return
     chosen = selected_epoch(data, select)
     row.metric.append(_num(chosen.get(metric)))
+    row.metric_last.append(_num(data["epochs"][-1].get(metric)))
     row.test_selected.append(_num(chosen.get("test_acc")))
     row.test_last.append(_num(data["epochs"][-1].get("test_acc")))
     row.epoch.append(int(chosen["epoch"]))
@@ -178,7 +186,8 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
         f"Seeds {spec.seeds}. `test acc @ sel.`: test accuracy at the selected epoch; `epoch`: mean selected "
         f"epoch; `*`: best setting on {spec.metric} ({'lowest' if spec.mode == 'min' else 'highest'} mean); "
         f"`p`: two-sided Welch t-test of the row's seeds' {spec.metric} against {against} (– for the "
-        "reference itself or fewer than 2 seeds a side).",
+        f"reference itself or fewer than 2 seeds a side). `{_gap_name(spec)}`: per seed, {spec.metric} at the "
+        "selected epoch minus at the last epoch (a run that ends where it peaked has 0).",
         "",
     ]
     tuned = any(r.chosen is not None for r in rows)
@@ -189,7 +198,7 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
     names = spec.axis_names
     p_test = p_values(spec, rows, "test_selected") if tuned else []
     head = [*names, *(["chosen"] if tuned else []), "seeds", spec.metric, "p", "test acc @ sel.",
-            *(["p test"] if tuned else []), "epoch", "test acc (last)", "settings"]
+            *(["p test"] if tuned else []), "epoch", "test acc (last)", _gap_name(spec), "settings"]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for i, (r, p) in enumerate(zip(rows, ps, strict=True)):
         labels = dict(r.setting)
@@ -198,7 +207,7 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
         mark = " *" if r is best else ""
         cells = [labels[n] for n in names] + ([r.chosen or "–"] if tuned else []) + [
             seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), *([fmt_p(p_test[i])] if tuned else []),
-            ep, fmt(r.test_last), f"`{r.settings_text}`"]
+            ep, fmt(r.test_last), fmt(r.gap), f"`{r.settings_text}`"]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines += ["", f"Best setting: {' '.join(f'{k}={v}' for k, v in best.setting)} ({best.settings_text}): "
@@ -215,17 +224,19 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
     w.writerow([*spec.axis_names, *(["chosen"] if tuned else []), "seeds", "done", "diverged",
                 f"{spec.metric}_mean", f"{spec.metric}_std", "p",
                 "test_acc_selected_mean", "test_acc_selected_std", *(["p_test"] if tuned else []), "epoch_mean",
-                "test_acc_last_mean", "test_acc_last_std", "settings"])
+                "test_acc_last_mean", "test_acc_last_std", f"{spec.metric}_gap_mean", f"{spec.metric}_gap_std",
+                "settings"])
     p_test = p_values(spec, rows, "test_selected") if tuned else [math.nan] * len(rows)
     for r, p, pt in zip(rows, p_values(spec, rows), p_test, strict=True):
         labels = dict(r.setting)
         m, s = mean_std(r.metric)
         tm, ts = mean_std(r.test_selected)
         lm, ls = mean_std(r.test_last)
+        gm, gs = mean_std(r.gap)
         ep = statistics.fmean(r.epoch) if r.epoch else math.nan
         w.writerow([*(labels[n] for n in spec.axis_names), *([r.chosen or ""] if tuned else []), r.seeds,
                     r.done, r.diverged,
-                    *(_cell(v) for v in (m, s, p, tm, ts, *([pt] if tuned else []), ep, lm, ls)),
+                    *(_cell(v) for v in (m, s, p, tm, ts, *([pt] if tuned else []), ep, lm, ls, gm, gs)),
                     r.settings_text])
     return buf.getvalue()
 
@@ -302,6 +313,13 @@ def write_tables(spec: SweepSpec, rows: Sequence[SettingRow], out: Path, note: s
     if png is not None:
         paths.append(png)
     return paths
+
+
+def _gap_name(spec: SweepSpec) -> str:
+    """The gap column's header: "val best − last" for the usual validation-selected accuracy."""
+    if spec.select == "validation" and spec.metric == "val_acc":
+        return "val best − last"
+    return f"{spec.metric} sel. − last"
 
 
 def _axis_values(spec: SweepSpec, name: str) -> list[str]:

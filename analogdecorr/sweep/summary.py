@@ -2,7 +2,7 @@
 
 Each run's epoch is its best-validation epoch (``select = "validation"``) or its last; the row gives the sweep's
 metric there, the test accuracy there (test accuracy is never used to choose anything) and at the last epoch,
-and how far the metric fell from the selected to the last epoch (best − last on validation: what a run forgot).
+and how far validation accuracy fell from its best epoch to the last (best − last: what a run forgot).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class SettingRow:
     done: int = 0  # finished (results or diverged)
     diverged: int = 0
     metric: list[float] = field(default_factory=list)  # at the selected epoch, per seed
-    metric_last: list[float] = field(default_factory=list)  # at the last epoch, per seed
+    val_best: list[float] = field(default_factory=list)  # best val_acc over the epochs, per seed
+    val_last: list[float] = field(default_factory=list)  # val_acc at the last epoch, per seed
     test_selected: list[float] = field(default_factory=list)
     test_last: list[float] = field(default_factory=list)
     epoch: list[int] = field(default_factory=list)
@@ -42,8 +43,8 @@ class SettingRow:
 
     @property
     def gap(self) -> list[float]:
-        """Per seed, the metric at the selected epoch minus at the last (best − last with select = validation)."""
-        return [a - b for a, b in zip(self.metric, self.metric_last, strict=False)]
+        """Per seed, best − last validation accuracy (0 for a run that ends at its best; NaN without one)."""
+        return [a - b for a, b in zip(self.val_best, self.val_last, strict=True)]
 
     @property
     def settings_text(self) -> str:
@@ -92,7 +93,9 @@ def add_run(row: SettingRow, trial: Trial, select: str, metric: str) -> None:
         return
     chosen = selected_epoch(data, select)
     row.metric.append(_num(chosen.get(metric)))
-    row.metric_last.append(_num(data["epochs"][-1].get(metric)))
+    vals = [_num(r.get("val_acc")) for r in data["epochs"]]
+    row.val_best.append(max(vals) if vals and all(math.isfinite(v) for v in vals) else math.nan)
+    row.val_last.append(vals[-1] if vals else math.nan)
     row.test_selected.append(_num(chosen.get("test_acc")))
     row.test_last.append(_num(data["epochs"][-1].get("test_acc")))
     row.epoch.append(int(chosen["epoch"]))
@@ -186,8 +189,8 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
         f"Seeds {spec.seeds}. `test acc @ sel.`: test accuracy at the selected epoch; `epoch`: mean selected "
         f"epoch; `*`: best setting on {spec.metric} ({'lowest' if spec.mode == 'min' else 'highest'} mean); "
         f"`p`: two-sided Welch t-test of the row's seeds' {spec.metric} against {against} (– for the "
-        f"reference itself or fewer than 2 seeds a side). `{_gap_name(spec)}`: per seed, {spec.metric} at the "
-        "selected epoch minus at the last epoch (a run that ends where it peaked has 0).",
+        "reference itself or fewer than 2 seeds a side). `val best − last`: per seed, the best validation "
+        "accuracy over the epochs minus the last epoch's (a run that ends where it peaked has 0).",
         "",
     ]
     tuned = any(r.chosen is not None for r in rows)
@@ -198,7 +201,7 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
     names = spec.axis_names
     p_test = p_values(spec, rows, "test_selected") if tuned else []
     head = [*names, *(["chosen"] if tuned else []), "seeds", spec.metric, "p", "test acc @ sel.",
-            *(["p test"] if tuned else []), "epoch", "test acc (last)", _gap_name(spec), "settings"]
+            *(["p test"] if tuned else []), "epoch", "test acc (last)", "val best − last", "settings"]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for i, (r, p) in enumerate(zip(rows, ps, strict=True)):
         labels = dict(r.setting)
@@ -224,7 +227,7 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
     w.writerow([*spec.axis_names, *(["chosen"] if tuned else []), "seeds", "done", "diverged",
                 f"{spec.metric}_mean", f"{spec.metric}_std", "p",
                 "test_acc_selected_mean", "test_acc_selected_std", *(["p_test"] if tuned else []), "epoch_mean",
-                "test_acc_last_mean", "test_acc_last_std", f"{spec.metric}_gap_mean", f"{spec.metric}_gap_std",
+                "test_acc_last_mean", "test_acc_last_std", "val_best_minus_last_mean", "val_best_minus_last_std",
                 "settings"])
     p_test = p_values(spec, rows, "test_selected") if tuned else [math.nan] * len(rows)
     for r, p, pt in zip(rows, p_values(spec, rows), p_test, strict=True):
@@ -313,13 +316,6 @@ def write_tables(spec: SweepSpec, rows: Sequence[SettingRow], out: Path, note: s
     if png is not None:
         paths.append(png)
     return paths
-
-
-def _gap_name(spec: SweepSpec) -> str:
-    """The gap column's header: "val best − last" for the usual validation-selected accuracy."""
-    if spec.select == "validation" and spec.metric == "val_acc":
-        return "val best − last"
-    return f"{spec.metric} sel. − last"
 
 
 def _axis_values(spec: SweepSpec, name: str) -> list[str]:

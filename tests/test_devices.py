@@ -3,14 +3,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from analogdecorr.backends.analog import PulsedUpdater
 from analogdecorr.backends.presets import AnalogLinear, make_rpu_config
+from analogdecorr.config import resolve
 from analogdecorr.errors import ConfigError
+from analogdecorr.recipes import builtin_recipes, load_recipe
+from analogdecorr.sweep import config_key, load_sweep
 
 COMPOUND = "ChoppedTTv2CapacitorPreset"
+SIMS = Path(__file__).resolve().parents[1] / "sims"
+#: recipe prefix -> the sweep file whose tuned rows wrote those recipes (sims/README_devices.md)
+DEVICE_RECIPES = {"mnist1d-np-ttv2-": "devices_mnist1d.toml", "digits-np-ttv2-": "devices_digits.toml",
+                  "np-mixedprec-": "devices_mixedprec.toml"}
 
 
 def test_the_device_table_reaches_the_compound_its_groups_and_the_rpu_config_groups():
@@ -70,3 +79,17 @@ def test_the_run_lr_scales_only_the_transfer_the_fast_lr_drives_the_fast_device(
     (fast_small, visible_small), (fast_big, visible_big) = moved[1e-9], moved[1.0]
     assert fast_small > 0.01 and fast_big > 0.01  # the fast device learns at either lr
     assert visible_small < 1e-4 < 0.01 < visible_big  # the visible weights move only with the run's lr
+
+
+@pytest.mark.parametrize(("prefix", "sweep"), sorted(DEVICE_RECIPES.items()))
+def test_the_device_recipes_are_settings_their_sweep_searched(prefix, sweep, tmp_path):
+    """Each device recipe is one of its sweep's search runs (search seed 100) and is named after that run's
+    row: a recipe is what the validation search chose, not a hand edit."""
+    spec = load_sweep(SIMS / sweep)
+    search = {t.key: t for t in spec.trials(tmp_path)}
+    recipes = [name for name in builtin_recipes() if name.startswith(prefix)]
+    assert len(recipes) == len({tuple(dict(t.setting)[a] for a in spec.row_axes) for t in search.values()})
+    for name in recipes:
+        values = {k: v for k, v in load_recipe(name).items() if k != "out"}
+        trial = search[config_key(resolve(values, {"seed": spec.tune.seeds[0]}))]
+        assert name == (prefix + "-".join(dict(trial.setting)[a] for a in spec.row_axes)).lower()

@@ -100,6 +100,17 @@ def atomic_directory(path: str | Path, *, keep_failed: bool = False) -> Iterator
     _fsync_dir(target.parent)
 
 
+def rename_folder(src: str | Path, dst: str | Path) -> Path:
+    """Move the folder ``src`` to ``dst``, which must not exist (FileExistsError): one rename, so it is complete
+    under one name or the other, never both or neither."""
+    source, target = Path(src), Path(dst)
+    if target.exists():
+        raise FileExistsError(f"{target} exists; not replacing it with {source}")
+    source.rename(target)
+    _fsync_dir(target.parent)
+    return target
+
+
 def _fsync_dir(folder: Path) -> None:
     """Persist the rename itself (POSIX); a no-op where directories cannot be opened (Windows)."""
     try:

@@ -205,8 +205,8 @@ class RunConfig:
                                   "FPGA unit's form)", choices=CENTRINGS)
     # fixed-point decorrelation (co-simulation of the FPGA unit; None = derived, see analogdecorr.cosim.unit;
     # the format and the rule are checked where the units are built, cosim.unit.plan, which names the field)
-    decor_numerics: str = setting("float", "decorrelation arithmetic: float (torch) or fixed (the FPGA unit's "
-                                           "integer model, bit-exact)", choices=DECOR_NUMERICS)
+    decor_numerics: str = setting("float", "decorrelation: float (torch), stream (the FPGA unit's schedule in "
+                                           "float64) or fixed (its integer model)", choices=DECOR_NUMERICS)
     unit: str | None = setting(None, "fixed numerics: an exported unit folder whose manifest.json gives the "
                                      "format (else the --unit-* flags)")
     unit_width: int = setting(16, "fixed numerics: data word width W in bits (8..18)")
@@ -221,6 +221,9 @@ class RunConfig:
                                                   "(default: float's per learning sample)")
     decor_scale: float | None = setting(None, "fixed numerics: power-of-two scale of every layer's input into the "
                                               "unit (default: per layer from the first batch)", check=_power_of_two)
+    decor_headroom: int = setting(1, "fixed numerics: bits between a layer's first-batch peak |x| and the word "
+                                     "range (its scale)",
+                                  check=at_least_zero("it is a number of bits; the default is 1", "an integer"))
     cosim_record: int = setting(10_000, "fixed numerics: record the first K samples each unit sees for 'cosim "
                                         "check' (0 = off)",
                                 check=at_least_zero("it is the number of samples to record; 0 = off", "an integer"),

@@ -29,7 +29,11 @@ FLAT_MODELS = ("mlp", "paper_mlp")
 NO_DECOR = "none"
 DECORS = (NO_DECOR, *DECOR_RULES, CENTRE, ZCA)
 #: The decorrelators' arithmetic: torch floats, or the FPGA unit's integer model (analogdecorr.cosim).
-DECOR_NUMERICS = ("float", "fixed")
+#: How decorrelation is computed: float (the torch rule, one step per batch), stream (the FPGA unit's per-sample
+#: schedule and constants in float64: cosim.stream) or fixed (the unit's integer model, bit-exact: cosim).
+DECOR_NUMERICS = ("float", "stream", "fixed")
+#: The numerics that run the unit's plan (its shift, centring and rule).
+UNIT_NUMERICS = ("stream", "fixed")
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -95,15 +99,21 @@ class Network(nn.Module):
 
 def _decor(cfg, features: int, index: int = 0, unit_plan=None) -> Decorrelator | None:
     """The decorrelator before layer ``index`` (None without decorrelation); with ``decor_numerics = "fixed"``
-    a FixedDecorrelator running the unit of ``unit_plan`` (analogdecorr.cosim)."""
+    a FixedDecorrelator running the unit of ``unit_plan`` (analogdecorr.cosim), with ``"stream"`` its float twin."""
     if cfg.decor == NO_DECOR:
         return None
-    if getattr(cfg, "decor_numerics", "float") == "fixed":
+    numerics = getattr(cfg, "decor_numerics", "float")
+    if numerics in UNIT_NUMERICS:
         from .cosim.decorrelator import FixedDecorrelator
+        from .cosim.stream import StreamDecorrelator
 
-        fmt = unit_plan.format_for(features, f"layer {index}'s decorrelator")
+        name = f"layer {index}'s decorrelator"
+        fmt = unit_plan.format_for(features, name)
+        if numerics == "stream":
+            return StreamDecorrelator(features, fmt, rule=cfg.decor, sample_frac=cfg.sample_frac)
         return FixedDecorrelator(
-            features, fmt, rule=cfg.decor, lr=cfg.decor_lr, sample_frac=cfg.sample_frac, scale=cfg.decor_scale
+            features, fmt, rule=cfg.decor, lr=cfg.decor_lr, sample_frac=cfg.sample_frac, scale=cfg.decor_scale,
+            retune=lambda scale: unit_plan.format_for(features, name, scale), headroom=cfg.decor_headroom,
         )
     return Decorrelator(
         features,
@@ -126,7 +136,7 @@ def build_model(cfg, input_shape: Sequence[int], n_classes: int) -> Network:
     input_shape = tuple(int(s) for s in input_shape)
     layers: list[Layer] = []
     unit_plan = None
-    if getattr(cfg, "decor_numerics", "float") == "fixed":
+    if getattr(cfg, "decor_numerics", "float") in UNIT_NUMERICS:
         from .cosim.unit import plan
 
         unit_plan = plan(cfg)

@@ -253,6 +253,7 @@ class Trainer:
 
                 row["cosim"] = [{"layer": i, **dec.pop_epoch_stats()} for i, dec in self.net.decorrelators]
                 self.results.extra["cosim"]["scales"] = [c["scale"] for c in row["cosim"]]
+                self.results.extra["cosim"]["layers"] = _cosim_layers(self.net)  # formats follow the scales
                 record.save_all(self.net, self.out)
             self.results.add_epoch(row)
             self.results.extra["summary"] = run_summary(self.results.epochs)
@@ -298,11 +299,16 @@ def _cosim_section(cfg: RunConfig, net: Network) -> dict:
     decor_lr) and every decorrelated layer's format."""
     from .cosim.unit import plan
 
-    return {
-        "unit": plan(cfg).to_dict(),
-        "layers": [{"layer": i, "format": dec.fmt.to_dict()} for i, dec in net.decorrelators],
-        "record": cfg.cosim_record,
-    }
+    return {"unit": plan(cfg).to_dict(), "layers": _cosim_layers(net), "record": cfg.cosim_record}
+
+
+def _cosim_layers(net: Network) -> list[dict]:
+    """Every decorrelated layer's unit format and its step in real units (η · scale² per learning sample)."""
+    out = []
+    for i, dec in net.decorrelators:
+        scale = dec.scale_value or 1.0
+        out.append({"layer": i, "format": dec.fmt.to_dict(), "eta_real": 2.0**-dec.fmt.shift * scale**2})
+    return out
 
 
 def _fmt(values: list[float]) -> str:

@@ -52,6 +52,9 @@ def main() -> None:
     p.add_argument("--out", default=None, help="folder for the runs (default: a temporary one)")
     p.add_argument("--float-centring", default="batch", choices=("batch", "running"),
                    help="the float run's decor_centring (default batch; running: the unit's streaming form)")
+    p.add_argument("--numerics", default="float,fixed",
+                   help="decor_numerics to train per seed, compared with the first (default float,fixed; add stream: "
+                        "the unit's per-sample schedule in float64, which separates its arithmetic from its schedule)")
     p.add_argument("--match-lr", action="store_true",
                    help="run float and fixed at the unit's realisable decor lr k·2^-s (default: the analog default)")
     args = p.parse_args()
@@ -68,7 +71,7 @@ def main() -> None:
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         accs = {}
-        for numerics in ("float", "fixed"):
+        for numerics in args.numerics.split(","):
             cfg = resolve({}, {"decor_lr": decor_lr, "decor_centring": args.float_centring,
                                "backend": "analog", "dataset": args.dataset,
                                "preset": args.preset, "rule": "np",
@@ -86,16 +89,18 @@ def main() -> None:
                 accs["format"] = res["cosim"]["unit"]["fields"]
         rows.append({"seed": seed, **accs})
         print(json.dumps(rows[-1]), flush=True)
-    diffs = [r["fixed"] - r["float"] for r in rows]
-    diff = statistics.mean(diffs)
-    if len(diffs) > 1:  # noisy presets are not reproducible run to run (README): give the paired spread
-        se = statistics.stdev(diffs) / len(diffs) ** 0.5
-        print(f"paired fixed - float per seed: {' '.join(f'{d:+.3f}' for d in diffs)}; mean {diff:+.4f} "
-              f"± {se:.4f} (standard error, {len(diffs)} seeds)")
-    print(f"{args.dataset} {args.preset} W={args.width}: float {statistics.mean(r['float'] for r in rows):.4f}, "
-          f"fixed {statistics.mean(r['fixed'] for r in rows):.4f}, fixed - float {diff:+.4f} "
-          f"(mean of {len(rows)} seeds, last-epoch test accuracy, float centring {args.float_centring}"
-          f"{', matched decor lr' if args.match_lr else ''})")
+    names = args.numerics.split(",")
+    ref = names[0]
+    for other in names[1:]:
+        diffs = [r[other] - r[ref] for r in rows]
+        diff = statistics.mean(diffs)
+        if len(diffs) > 1:  # noisy presets are not reproducible run to run (README): give the paired spread
+            se = statistics.stdev(diffs) / len(diffs) ** 0.5
+            print(f"paired {other} - {ref} per seed: {' '.join(f'{d:+.3f}' for d in diffs)}; mean {diff:+.4f} "
+                  f"± {se:.4f} (standard error, {len(diffs)} seeds)")
+    means = ", ".join(f"{n} {statistics.mean(r[n] for r in rows):.4f}" for n in names)
+    print(f"{args.dataset} {args.preset} W={args.width}: {means} (mean of {len(rows)} seeds, last-epoch test "
+          f"accuracy, float centring {args.float_centring}{', matched decor lr' if args.match_lr else ''})")
 
 
 if __name__ == "__main__":

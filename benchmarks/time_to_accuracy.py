@@ -26,6 +26,11 @@ on seeds 100 and 101, not the seeds measured here; benchmarks/README.md gives th
     .venv/bin/python benchmarks/time_to_accuracy.py                    # correlated + mnist1d, NP and BP, 3 seeds
     .venv/bin/python benchmarks/time_to_accuracy.py --tasks digits4x1000 --eval-every 5
     .venv/bin/python benchmarks/time_to_accuracy.py --tasks correlated --rules np --seeds 0 --plot tta.png
+
+It writes the JSON (every pair with its traces), a Markdown table (per task and rule: medians over seeds; then every
+pair) and a plot. A second call with the same settings finds them in the JSON and only rebuilds the table and plot
+(``--force`` measures again); ``--tables-only`` rebuilds them from the JSON whatever its settings; ``--dry-run``
+prints how many pairs are measured already. sims/study.py runs it as a part of the study.
 """
 
 from __future__ import annotations
@@ -268,6 +273,89 @@ def summarise(pairs: list[dict[str, Any]]) -> str:
             f"{statistics.median(p['target_val_acc'] for p in pairs):.3f}, decorrelated {budget:.3f} (medians)")
 
 
+PAIR_HEADER = ("| task | rule | seed | target: plain's best val acc | plain s (step) | decorrelated s (step) | "
+               "speed-up clock / steps | decorrelated final val acc |\n"
+               "| --- | --- | --- | --- | --- | --- | --- | --- |")
+#: The flags that decide what is measured: a JSON holding the same values is this measurement, finished.
+SETTING_KEYS = ("tasks", "rules", "seeds", "epochs", "eval_every", "shared", "plain", "decor", "search",
+                "search_seeds", "plain_recipe", "decor_recipe")
+
+
+def pair_row(r: dict[str, Any]) -> str:
+    """One pair as a row of the PAIR_HEADER table."""
+
+    def cell(side: dict | None) -> str:
+        return "not reached" if side is None else f"{side['seconds']:.2f} ({side['steps']})"
+
+    speed = "-" if r["speedup_clock"] is None else f"{r['speedup_clock']:.2f}x / {r['speedup_steps']:.2f}x"
+    flag = " (near chance)" if r["target_near_chance"] else ""
+    return (f"| {r['task']} | {r['rule']} | {r['seed']} | {r['target_val_acc']:.3f}{flag} | {cell(r['plain'])} | "
+            f"{cell(r['decor'])} | {speed} | {r['final_val_acc']['decor']:.3f} |")
+
+
+def _acc(v: float) -> str:
+    return f"{v:.3f}".removeprefix("0")
+
+
+def markdown(pairs: list[dict[str, Any]]) -> str:
+    """Per (task, rule), medians over its seeds (speed-ups over the seeds that reached a target not near chance,
+    as ``summarise``); then every pair; then the one-line summaries."""
+    groups = list(dict.fromkeys((p["task"], p["rule"]) for p in pairs))
+    lines = ["# Time to accuracy: plain vs decorrelated, trained side by side", "",
+             "| task, rule | lr plain / decorrelated | target (plain's best val acc, median) | speed-up, clock "
+             "(median, range) | steps × median step | decorrelated step / plain step | val acc at the plain run's "
+             "total time, plain → decorrelated |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for task, rule in groups:
+        mine = [p for p in pairs if (p["task"], p["rule"]) == (task, rule)]
+        reached = [p for p in mine if p["speedup_clock"] is not None]
+        use = [p for p in reached if not p["target_near_chance"]] or reached
+        lrs = " / ".join(f"{mine[0]['settings'][n]['lr']:g}" for n in ("plain", "decor"))
+        target = statistics.median(p["target_val_acc"] for p in mine)
+        if use:
+            clock = [p["speedup_clock"] for p in use]
+            speed = (f"**{statistics.median(clock):.2f}×** ({min(clock):.2f}–{max(clock):.2f}, {len(use)} of "
+                     f"{len(mine)} seeds)")
+            steps = f"{statistics.median(p['speedup_steps'] for p in use):.2f}×"
+        else:
+            best = [max(t[2] for t in p["traces"]["decor"]) for p in mine]
+            speed = (f"never (0 of {len(mine)} seeds reach it; best {_acc(min(best))}–{_acc(max(best))})")
+            steps = "–"
+        ratio = statistics.median(p["median_step_seconds"]["decor"] / p["median_step_seconds"]["plain"]
+                                  for p in mine)
+        budget = statistics.median(p["decor_acc_at_plain_budget"] for p in mine)
+        lines.append(f"| {task}, {rule.upper()} | {lrs} | {_acc(target)} | {speed} | {steps} | {ratio:.2f}× | "
+                     f"{_acc(target)} → {_acc(budget)} |")
+    lines += ["", "## Every pair", "", PAIR_HEADER, *(pair_row(p) for p in pairs), ""]
+    for task, rule in groups:
+        lines.append(f"- {task} {rule.upper()}: "
+                     f"{summarise([p for p in pairs if (p['task'], p['rule']) == (task, rule)])}")
+    return "\n".join(lines) + "\n"
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that decide what is measured, as the JSON stores them."""
+    return json.loads(json.dumps({k: getattr(args, k) for k in SETTING_KEYS}, default=str))
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_outputs(pairs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """The Markdown table and the plot of ``pairs`` (atomically)."""
+    from analogdecorr.atomic import write_text
+
+    Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+    write_text(args.md, markdown(pairs))
+    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+    plot(pairs, Path(args.plot))
+    print(f"wrote {args.md} and {args.plot}")
+
+
 def plot(pairs: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -314,6 +402,10 @@ def main() -> None:
     p.add_argument("--decor-recipe", default=None, help="a named recipe for the decorrelated run")
     p.add_argument("--json", default="benchmarks/out/time_to_accuracy.json", help="every pair, with its traces")
     p.add_argument("--plot", default="benchmarks/out/time_to_accuracy.png", help="accuracy vs seconds (PNG)")
+    p.add_argument("--md", default="benchmarks/out/time_to_accuracy.md", help="the tables (Markdown)")
+    p.add_argument("--force", action="store_true", help="measure again even if --json holds these settings")
+    p.add_argument("--tables-only", action="store_true", help="do not train: table and plot from --json")
+    p.add_argument("--dry-run", action="store_true", help="print how many pairs are measured already; exit")
     args = p.parse_args()
     args.shared, args.plain, args.decor = (parse_sets(args.shared, "--set"), parse_sets(args.plain, "--plain"),
                                            parse_sets(args.decor, "--decor"))
@@ -329,13 +421,25 @@ def main() -> None:
                          "comma-separated numbers, e.g. --search 0.01,0.02,0.05") from None
     if args.eval_every < 1:
         raise SystemExit(f"error: --eval-every {args.eval_every} must be >= 1 (steps between evaluations)")
+    stored = read_json(args.json)
+    same = stored is not None and {k: stored.get("config", {}).get(k) for k in SETTING_KEYS} == settings_of(args)
+    if args.dry_run:
+        n = len(args.tasks.split(",")) * len(args.rules.split(",")) * len(args.seeds.split(","))
+        done = n if same and not args.force else 0
+        print(f"{n} runs, {done} finished, {n - done} to do (pairs; {args.json})")
+        return
+    if args.tables_only or (same and not args.force):
+        if stored is None:
+            raise SystemExit(f"error: --tables-only: no measurement in {args.json}; run without --tables-only")
+        print(f"{args.json} holds {len(stored['pairs'])} pairs" + ("" if args.tables_only else
+              " of these settings (--force measures again)") + "; rebuilding the table and plot", flush=True)
+        write_outputs(stored["pairs"], args)
+        return
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     started = time.perf_counter()
     pairs: list[dict[str, Any]] = []
-    print("| task | rule | seed | target: plain's best val acc | plain s (step) | decorrelated s (step) | "
-          "speed-up clock / steps | decorrelated final val acc |", flush=True)
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    print(PAIR_HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="tta_") as tmp:
         for task in args.tasks.split(","):
             for rule in args.rules.split(","):
@@ -349,15 +453,7 @@ def main() -> None:
                     except AnalogDecorrError as e:
                         raise SystemExit(f"error: {e}") from None
                     pairs.append(r)
-
-                    def cell(side: dict | None) -> str:
-                        return "not reached" if side is None else f"{side['seconds']:.2f} ({side['steps']})"
-
-                    speed = ("-" if r["speedup_clock"] is None
-                             else f"{r['speedup_clock']:.2f}x / {r['speedup_steps']:.2f}x")
-                    flag = " (near chance)" if r["target_near_chance"] else ""
-                    print(f"| {task} | {rule} | {seed} | {r['target_val_acc']:.3f}{flag} | {cell(r['plain'])} | "
-                          f"{cell(r['decor'])} | {speed} | {r['final_val_acc']['decor']:.3f} |", flush=True)
+                    print(pair_row(r), flush=True)
     for task in args.tasks.split(","):
         for rule in args.rules.split(","):
             mine = [p for p in pairs if (p["task"], p["rule"]) == (task, rule)]
@@ -367,9 +463,8 @@ def main() -> None:
 
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     write_text(args.json, json.dumps({"config": vars(args), "pairs": pairs}, indent=1, default=str))
-    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-    plot(pairs, Path(args.plot))
-    print(f"wrote {args.json} and {args.plot}")
+    print(f"wrote {args.json}")
+    write_outputs(pairs, args)
 
 
 if __name__ == "__main__":

@@ -121,7 +121,36 @@ def test_results_hold_per_layer_saturation_and_distances(tmp_path):
 def test_given_shift_is_recorded_as_given(tmp_path):
     res = train(small(tmp_path, epochs=1, unit_shift=9, cosim_record=0), **QUIET)
     assert res["cosim"]["unit"]["shift_derived"] is False and res["cosim"]["unit"]["fields"]["shift"] == 9
+    assert [lay["format"]["shift"] for lay in res["cosim"]["layers"]] == [9, 9]  # given: not moved by the scale
     assert not (tmp_path / "run" / "cosim").exists()  # cosim_record = 0: nothing recorded
+
+
+def test_a_derived_shift_follows_each_layers_scale_so_every_layer_learns_at_decor_lr(tmp_path):
+    """The unit learns from x · scale, so its step in real units is 2^-s · scale²: each layer's shift is
+    s + 2 log2(scale) (its R fraction bits follow), and every layer steps by decor_lr / k in real units; a
+    resumed run keeps the formats its state was written in."""
+    res = train(small(tmp_path, epochs=1, cosim_record=200), **QUIET)
+    base = res["cosim"]["unit"]["fields"]
+    scales = res["cosim"]["scales"]
+    assert len(set(scales)) > 1  # digits' input and the hidden layer get different scales: the case that matters
+    k = num_update_rows(64, 0.1)
+    for lay, scale in zip(res["cosim"]["layers"], scales, strict=True):
+        fmt = lay["format"]
+        assert fmt["shift"] == base["shift"] + round(2 * math.log2(scale))
+        assert fmt["r_frac"] == max(fmt["shift"] + 8, fmt["frac"])
+        assert lay["eta_real"] == pytest.approx(2.0 ** -base["shift"]) == pytest.approx(1e-3 / k, rel=0.42)
+        assert load_recording(recording_path(tmp_path / "run", lay["layer"])).fmt.to_dict() == fmt
+    again = train(small(tmp_path, epochs=2, cosim_record=200), resume=True, **QUIET)
+    assert again["cosim"]["layers"] == res["cosim"]["layers"]
+
+
+def test_more_headroom_gives_smaller_scales_and_fewer_saturated_words(tmp_path):
+    """decor_headroom = 3 puts every layer's first batch 4x further below the word range than the default 1, and
+    the words that saturate later in training (digits' rare large pixels) become fewer."""
+    runs = {h: train(small(tmp_path, f"h{h}", epochs=1, cosim_record=0, decor_headroom=h), **QUIET) for h in (1, 3)}
+    assert [a / b for a, b in zip(runs[1]["cosim"]["scales"], runs[3]["cosim"]["scales"], strict=True)] == [4, 4]
+    sat = {h: sum(c["saturation"]["x"] for c in r["epochs"][-1]["cosim"]) for h, r in runs.items()}
+    assert sat[3] < sat[1], sat
 
 
 def test_centre_shift_default_matches_float_momentum_per_learning_sample():

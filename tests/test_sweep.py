@@ -348,3 +348,60 @@ def test_the_where_decorrelation_matters_grid_expands_and_every_row_has_its_cent
     for row in rows:  # the p column's reference: centring on the same data at the same lr
         ref = dict(reference_row(spec, rows, row).setting)
         assert ref == {**dict(row.setting), "decor": "centre", "decor_lr": "0.0001"}
+
+
+def test_run_folders_named_by_an_older_key_are_adopted_when_their_config_is_the_trials(tmp_path):
+    """A field added to RunConfig changes every key: a folder whose config.toml lacks only that field (at its
+    default now) is renamed to its trial's key; one whose config differs in a value, or belongs to no trial, stays."""
+    from analogdecorr.config import to_toml
+
+    spec = parse_sweep(_toml(TINY))
+    out = tmp_path / "out"
+    fresh = spec.trials(out)
+    runs = out / "runs"
+    runs.mkdir(parents=True)
+
+    def old_folder(name: str, trial, **changes) -> Path:
+        folder = runs / name
+        folder.mkdir()
+        text = to_toml(resolve({}, {**trial.config.to_dict(), **changes}))
+        lines = [line for line in text.splitlines() if not line.startswith("decor_headroom")]  # "added later"
+        (folder / "config.toml").write_text("\n".join(lines) + "\n")
+        (folder / "results.json").write_text(json.dumps({"marker": name}))
+        return folder
+
+    old_folder("0000000000000000", fresh[0])
+    other = old_folder("1111111111111111", fresh[1], lr=5e-3)  # another configuration: not this trial's run
+    trials = spec.trials(out)
+    assert json.loads((trials[0].out / "results.json").read_text()) == {"marker": "0000000000000000"}
+    assert not (runs / "0000000000000000").exists()
+    assert other.is_dir() and not trials[1].out.exists()
+
+
+def test_a_ray_start_up_timeout_is_retried_then_one_line(monkeypatch):
+    """On an overloaded machine Ray's node can miss its start-up deadline: connect tries again (a second attempt
+    that works starts the sweep), and after START_ATTEMPTS failures it is one error naming the load and the fix."""
+    import ray
+
+    from analogdecorr.errors import EnvironmentMismatchError
+    from analogdecorr.sweep import engine
+
+    calls = []
+
+    def init(fail_times):
+        def fake(**kw):
+            calls.append(kw["address"])
+            if len(calls) <= fail_times:
+                raise Exception("The current node timed out during startup. This could happen because ...")
+        return fake
+
+    monkeypatch.setattr(engine.time, "sleep", lambda s: None)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray, "init", init(1))
+    assert engine.connect(None, 2) is True and calls == ["local", "local"]
+    calls.clear()
+    monkeypatch.setattr(ray, "init", init(engine.START_ATTEMPTS))
+    with pytest.raises(EnvironmentMismatchError, match="did not start in 3 attempts.*load average.*again"):
+        engine.connect(None, 2)
+    assert len(calls) == engine.START_ATTEMPTS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 
 import pytest
@@ -95,3 +96,31 @@ def test_a_baseline_dropped_by_an_exclude_is_an_error():
             "grid": {"variant": {"A": {"decor": "none"}, "B": {"decor": "whiten"}}}}
     with pytest.raises(ConfigError, match="matches no setting"):
         parse_sweep(data)
+
+
+def test_val_best_minus_last_is_each_seeds_fall_from_its_best_validation_epoch_to_its_last(tmp_path):
+    """add_run reads the best and the last validation accuracy of every run, whatever epoch the sweep selects;
+    the table and the CSV report the per-seed difference (0 for a run that ends at its best), mean ± std."""
+    from types import SimpleNamespace
+
+    from analogdecorr.sweep.summary import add_run
+
+    last = parse_sweep({"base": {"dataset": "digits"}, "sweep": {"seeds": [0, 1], "select": "last"},
+                        "grid": {"lr": [0.1]}})
+    for spec, select in ((_spec(), "validation"), (last, "last")):
+        row = SettingRow((("variant", "A"), ("lr", "0.1")), {})
+        for seed, vals in enumerate(([0.2, 0.5, 0.4], [0.1, 0.3, 0.3])):  # seed 0 falls .1, seed 1 ends at its best
+            out = tmp_path / select / f"s{seed}"
+            out.mkdir(parents=True)
+            epochs = [{"epoch": i + 1, "val_acc": v, "test_acc": v} for i, v in enumerate(vals)]
+            (out / "results.json").write_text(json.dumps({"epochs": epochs}))
+            add_run(row, SimpleNamespace(out=out, config=SimpleNamespace(epochs=3)), select, "val_acc")
+        assert row.metric == ([0.5, 0.3] if select == "validation" else [0.4, 0.3])
+        assert row.gap == pytest.approx([0.1, 0.0])
+        md = markdown(spec, [row])
+        head = next(line for line in md.splitlines() if line.startswith("| variant") or line.startswith("| lr"))
+        line = next(line for line in md.splitlines() if line.startswith("| A ") or line.startswith("| 0.1 "))
+        column = [c.strip() for c in head.strip("|").split("|")].index("val best − last")
+        assert [c.strip() for c in line.strip("|").split("|")][column] == "0.050 ± 0.071"
+        table = next(csv.DictReader(io.StringIO(csv_text(spec, [row]))))
+        assert float(table["val_best_minus_last_mean"]) == pytest.approx(0.05)

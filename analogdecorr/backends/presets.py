@@ -165,11 +165,18 @@ def _coerce(current: Any, value: Any, key: str, owner: str) -> Any:
 
 
 def _set_fields(obj: Any, values: dict, owner: str, what: str) -> None:
-    """Set dataclass fields on obj, ConfigError naming the unknown key, the closest valid name and all."""
+    """Set dataclass fields on obj, ConfigError naming the unknown key, the closest valid name and all.
+
+    A table given for a field that is itself a parameter group (a transfer compound's ``transfer_update``,
+    ``transfer_forward``) sets that group's fields."""
     names = _field_names(obj)
     for key, value in values.items():
         check_choice(key, names, what, where=f" on {type(obj).__name__}")
-        setattr(obj, key, _coerce(getattr(obj, key), value, key, owner))
+        current = getattr(obj, key)
+        if isinstance(value, dict) and dataclasses.is_dataclass(current):
+            _set_fields(current, value, f"{owner}.{key}", f"{what} ({key})")
+            continue
+        setattr(obj, key, _coerce(current, value, key, owner))
 
 
 def _sub_devices(device: Any) -> list[Any]:
@@ -209,6 +216,12 @@ def _base_config(preset: str) -> Any:
                                      listing=f"`analogdecorr presets` lists all {len(names)}"))
 
 
+#: Sub-tables of the ``device`` table that set the rpu_config's own parameter groups instead of device fields:
+#: ``mapping`` (e.g. weight_scaling_omega: how the weights map onto the conductance range) and ``update`` (the
+#: pulsed update, e.g. desired_bl). They ride in the device table because they are part of choosing a device.
+RPU_GROUPS = ("mapping", "update")
+
+
 def make_rpu_config(
     preset: str,
     device: dict | None = None,
@@ -223,8 +236,11 @@ def make_rpu_config(
     single device of that class (the preset then only supplies the periphery: forward/backward/update).
     io: IOParameters fields applied to both forward and backward. update: UpdateParameters fields (e.g.
     pulse_type="DETERMINISTIC_IMPLICIT"). perfect_io: turn off all forward/backward non-idealities.
+    The device table may hold the sub-tables named in RPU_GROUPS: ``mapping = {weight_scaling_omega = 1.0}``
+    sets rpu_config.mapping fields, ``update = {...}`` rpu_config.update fields (before ``update``).
     """
     device = dict(device or {})
+    groups = {name: device.pop(name) for name in RPU_GROUPS if isinstance(device.get(name), dict)}
     io = dict(io or {})
     cfg = _base_config(preset)
     if "type" in device:
@@ -249,6 +265,11 @@ def make_rpu_config(
             _set_fields(direction, io, "io", "io field")
             if perfect_io:
                 direction.is_perfect = True
+    if "mapping" in groups:
+        if getattr(cfg, "mapping", None) is None:
+            raise ConfigError(f"preset '{preset}' has no weight mapping parameters; drop device.mapping")
+        _set_fields(cfg.mapping, groups["mapping"], "device.mapping", "mapping field")
+    update = {**groups.get("update", {}), **(update or {})}
     if update:
         if not isinstance(getattr(cfg, "update", None), UpdateParameters):
             raise ConfigError(f"preset '{preset}' has no pulsed update parameters")

@@ -27,6 +27,7 @@ R and z are from it, and the unit's saturation counts, for results.json.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from ..errors import DivergenceError
 from ..fixed import model as unit_model
 from ..fixed.format import UnitFormat, round_shift, saturate
 from ..fixed.model import UnitState
-from .scale import check_first_batch, choose_scale, quantize
+from .scale import HEADROOM_BITS, check_first_batch, choose_scale, quantize
 
 #: Saturation keys reported per layer: "x" (mapping into the words) and the model's overflow counts.
 SATURATION_KEYS = ("x", "xc", "rw", "z", "p", "v", "e", "r")
@@ -71,10 +72,16 @@ class FixedDecorrelator(Decorrelator):
         sample_frac: float = 0.1,
         mean_momentum: float = 0.1,
         scale: float | None = None,
+        retune: Callable[[float], UnitFormat] | None = None,
+        headroom: int = HEADROOM_BITS,
     ) -> None:
         super().__init__(num_features, rule=rule, lr=lr, sample_frac=sample_frac, mean_momentum=mean_momentum)
         self.fmt = fmt
+        # the format for a scale (cosim.unit.UnitPlan.format_for): a derived shift follows the layer's scale so
+        # that the unit steps by η · scale² = decor_lr / k in real units; None keeps ``fmt`` whatever the scale
+        self.retune = retune
         self.scale_given = scale is not None
+        self.headroom = headroom
         s0 = UnitState.reset(fmt)
         self.register_buffer("R_int", torch.from_numpy(np.array(s0.R, dtype=np.int64)))
         self.register_buffer("mu_int", torch.from_numpy(np.array(s0.mu, dtype=np.int64)))
@@ -134,6 +141,13 @@ class FixedDecorrelator(Decorrelator):
         super()._load_from_state_dict(*args, **kwargs)
         self._last, self._scale = None, None
         self._scale_checked = self.scale_value != 0.0
+        if self._scale_checked and self.retune is not None:
+            self._use_format(self.retune(self.scale_value))  # the state loaded is in that format already
+
+    def _use_format(self, fmt: UnitFormat) -> None:
+        self.fmt = fmt
+        if self.recorder is not None:
+            self.recorder.fmt = fmt
 
     # ------------------------------------------------------------------ arithmetic
     def _dequantize(self, Z: np.ndarray, like: Tensor) -> Tensor:
@@ -143,10 +157,15 @@ class FixedDecorrelator(Decorrelator):
     def _ensure_scale(self, rows: Tensor) -> float:
         """The layer's scale: chosen (or, if given, checked) on the first batch it sees."""
         if not self._scale_checked:
-            scale = self.scale_value if self.scale_given else choose_scale(rows, self.fmt)
-            check_first_batch(rows, scale, self.fmt, self.name, self.scale_given)
+            scale = self.scale_value if self.scale_given else choose_scale(rows, self.fmt, self.headroom)
+            check_first_batch(rows, scale, self.fmt, self.name, self.scale_given, self.headroom)
             self.scale[0] = scale
             self._scale, self._scale_checked = None, True
+            fmt = self.retune(scale) if self.retune is not None else self.fmt
+            if fmt != self.fmt:  # before the first sample: the reset state of the layer's own format
+                self._use_format(fmt)
+                self._set_state(UnitState.reset(fmt))
+                self._sync_mirrors()
         return self.scale_value
 
     def _forward_only(self, X: np.ndarray, state: Any) -> tuple[np.ndarray, dict]:
@@ -238,7 +257,7 @@ class FixedDecorrelator(Decorrelator):
         if mean is not None or R is not None:
             return super().transform(x, mean, R)
         rows = x.reshape(-1, self.num_features)
-        X, _ = quantize(rows, self.scale_value or choose_scale(rows, self.fmt), self.fmt)
+        X, _ = quantize(rows, self.scale_value or choose_scale(rows, self.fmt, self.headroom), self.fmt)
         Z, _ = self._forward_only(X, self.state)
         return self._dequantize(Z, x).reshape(x.shape)
 

@@ -109,6 +109,7 @@ class StreamRecorder:
         self.n = keep
         self.start = (rec.R0, rec.mu0, rec.lfsr0)
         self.scale = rec.scale
+        self.fmt = rec.fmt
         self.saved_n = rec.samples if keep == rec.samples else -1
 
 

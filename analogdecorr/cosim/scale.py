@@ -1,9 +1,11 @@
 """The per-layer map of float activations into the unit's data words: x_int = sat_W(round(x · scale · 2^F)).
 
 The scale is a power of two (a shift in hardware), chosen from the first training batch a layer sees so that
-its largest |x| lands at most at half the W-bit range: the unit's centred input x − μ (up to twice |x|) then
-still fits, and the first batch saturates nothing. A given scale (``decor_scale``) is checked on that batch:
-if most of it saturates (or rounds to 0), the run stops with an error naming the layer and the fix.
+its largest |x| lands at most at 2^−headroom of the W-bit range (default 1 bit: half the range): the unit's
+centred input x − μ (up to twice |x|) then still fits, and the first batch saturates nothing. Activity that grows
+during training saturates later words; ``decor_headroom`` buys more room at the cost of low bits. A given scale
+(``decor_scale``) is checked on that batch: if most of it saturates (or rounds to 0), the run stops with an
+error naming the layer and the fix.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..fixed.format import UnitFormat
 
-#: Bits of headroom between the first batch's largest |x| and the data word's range.
+#: Bits of headroom between the first batch's largest |x| and the data word's range (``decor_headroom``).
 HEADROOM_BITS = 1
 #: A first batch with more than this fraction of saturated (or all-zero) words is refused.
 MAX_BAD_FRACTION = 0.5
@@ -27,12 +29,12 @@ def word_limit(fmt: UnitFormat) -> float:
     return 2.0 ** (fmt.width - 1 - fmt.frac)
 
 
-def choose_scale(x: Tensor, fmt: UnitFormat) -> float:
-    """The power of two that maps max|x| of ``x`` to at most 2^−HEADROOM_BITS of the word's range."""
+def choose_scale(x: Tensor, fmt: UnitFormat, headroom: int = HEADROOM_BITS) -> float:
+    """The power of two that maps max|x| of ``x`` to at most 2^−headroom of the word's range."""
     peak = float(x.detach().abs().max()) if x.numel() else 0.0
     if not math.isfinite(peak) or peak == 0.0:
         return 1.0
-    return 2.0 ** math.floor(math.log2(word_limit(fmt) * 2.0**-HEADROOM_BITS / peak))
+    return 2.0 ** math.floor(math.log2(word_limit(fmt) * 2.0**-headroom / peak))
 
 
 def quantize(x: Tensor, scale: float, fmt: UnitFormat) -> tuple[np.ndarray, int]:
@@ -45,11 +47,13 @@ def quantize(x: Tensor, scale: float, fmt: UnitFormat) -> tuple[np.ndarray, int]
     return clipped.astype(np.int64), sat
 
 
-def check_first_batch(x: Tensor, scale: float, fmt: UnitFormat, layer: str, given: bool) -> None:
+def check_first_batch(
+    x: Tensor, scale: float, fmt: UnitFormat, layer: str, given: bool, headroom: int = HEADROOM_BITS
+) -> None:
     """ConfigError naming ``layer`` when most of its first batch saturates (or is all zero) at ``scale``."""
     ints, sat = quantize(x, scale, fmt)
     n = max(ints.size, 1)
-    auto = choose_scale(x, fmt)
+    auto = choose_scale(x, fmt, headroom)
     where = f"--decor-scale {scale:g}" if given else f"the format (W={fmt.width}, F={fmt.frac})"
     if sat / n > MAX_BAD_FRACTION:
         need = max(1, math.ceil(math.log2(scale / auto)))

@@ -6,11 +6,14 @@ user who tuned a float run gets the matching unit:
 
 - shift s: the float rule takes one step of ``decor_lr`` with the mean over its k = num_update_rows(batch,
   sample_frac) learning rows; the unit takes k steps of η = 2^−s, one per row. So η = decor_lr / k and
-  s = round(−log2(decor_lr / k)) (``shift_for_lr``).
+  s = round(−log2(decor_lr / k)) (``shift_for_lr``). The unit learns from its words, x · scale: its step in
+  real units is η · scale², so a layer whose first batch chose scale 2^e gets s_l = s + 2e (``format_for``
+  with the scale; exact, the scale is a power of two), and learns at decor_lr / k whatever its input range.
 - centre shift m: the float running mean moves by momentum 0.1 per batch; the unit's mean moves by 2^−m per
   learning sample, k per batch, so (1 − 2^−m)^k = 0.9 gives m = round(−log2(1 − 0.9^(1/k))) (k = 7: m = 6).
 - frac F = W − 4 (three integer bits; the per-layer scale puts the first batch at most at 1/2 of that range),
-  r_frac F_R = s + 8 (an update z·e·η of 2^−8 still moves R by one LSB), r_width W_R = F_R + W − F.
+  r_frac F_R = s + 8 (an update z·e·η of 2^−8 still moves R by one LSB), r_width W_R = F_R + W − F (both follow
+  the layer's s_l when derived).
 """
 
 from __future__ import annotations
@@ -56,9 +59,12 @@ class UnitPlan:
     source: str  # "flags" or the manifest's path
     shift_derived: bool = False
     notes: dict[str, Any] = field(default_factory=dict)
+    #: the fields derived from the shift (r_frac, r_width): they follow a layer's scaled shift
+    follow_shift: tuple[str, ...] = ()
 
-    def format_for(self, size: int, layer: str) -> UnitFormat:
-        """The unit of a layer of width ``size``: ConfigError naming the layer if a manifest's d differs."""
+    def format_for(self, size: int, layer: str, scale: float = 1.0) -> UnitFormat:
+        """The unit of a layer of width ``size`` whose words are x · ``scale``: ConfigError naming the layer if a
+        manifest's d differs, or if the scaled shift is not a legal format."""
         values = dict(self.fields)
         if "size" in values and values["size"] != size:
             raise ConfigError(
@@ -66,6 +72,19 @@ class UnitPlan:
                 f"unit with size {size} for it, or give the format by flags (--unit-width ...) instead of --unit"
             )
         values["size"] = size
+        if self.shift_derived and scale != 1.0:
+            shift = values["shift"] + round(2 * math.log2(scale))
+            if shift < 0:
+                raise ConfigError(
+                    f"{layer}: its input scale {scale:g} makes the unit's step 2^{-shift} > 1 per sample at "
+                    f"decor_lr {self.notes.get('eta_float_per_row', 0) * self.notes.get('rows_per_update', 1):g}; "
+                    "lower decor_lr or give --unit-shift"
+                )
+            values["shift"] = shift
+            if "r_frac" in self.follow_shift:
+                values["r_frac"] = max(shift + 8, values["frac"])
+            if "r_width" in self.follow_shift:
+                values["r_width"] = values["r_frac"] + values["width"] - values["frac"]
         try:
             return UnitFormat.from_dict(values)
         except FormatError as e:
@@ -77,15 +96,18 @@ class UnitPlan:
 
 
 def plan(cfg: Any) -> UnitPlan:
-    """The unit plan of a ``decor_numerics = "fixed"`` run (ConfigError for a bad manifest or rule)."""
+    """The unit plan of a ``decor_numerics = "fixed"`` (or ``"stream"``) run (ConfigError for a bad manifest or
+    rule)."""
     if cfg.decor not in UNIT_RULES:
         raise ConfigError(
-            f"decor_numerics = fixed runs the FPGA unit, which implements the rules {', '.join(UNIT_RULES)}, "
-            f"not decor {cfg.decor!r}; use --decor offdiag (or whiten), or --decor-numerics float"
+            f"decor_numerics = {cfg.decor_numerics} runs the FPGA unit's rule, and the unit implements the rules "
+            f"{', '.join(UNIT_RULES)}, not decor {cfg.decor!r}; use --decor offdiag (or whiten), "
+            "or --decor-numerics float"
         )
     if cfg.scale_free:
         raise ConfigError(
-            "scale_free has no fixed-point counterpart in the unit; drop scale_free or use --decor-numerics float"
+            f"scale_free has no counterpart in the unit (decor_numerics = {cfg.decor_numerics}); drop scale_free "
+            "or use --decor-numerics float"
         )
     if cfg.unit:
         return _from_manifest(cfg, Path(cfg.unit))
@@ -100,7 +122,9 @@ def plan(cfg: Any) -> UnitPlan:
     values: dict[str, Any] = {"width": w, "frac": f, "r_width": wr, "r_frac": fr, "shift": s,
                               "rounding": cfg.unit_rounding, "rule": cfg.decor, "centre_shift": m}
     notes = {"rows_per_update": k, "eta": 2.0**-s, "eta_float_per_row": cfg.decor_lr / k}
-    return UnitPlan(values, "flags", derived, notes)
+    follow = tuple(name for name, given in (("r_frac", cfg.unit_r_frac), ("r_width", cfg.unit_r_width))
+                   if given is None)
+    return UnitPlan(values, "flags", derived, notes, follow)
 
 
 def read_manifest_format(folder: Path) -> dict[str, Any]:

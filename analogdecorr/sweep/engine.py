@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from ..errors import ConfigError
-from .spec import CHECKPOINT, DIVERGED, RESULTS, TRIAL_FILE, SweepSpec, Trial
+from ..errors import ConfigError, EnvironmentMismatchError
+from .spec import CHECKPOINT, DIVERGED, RESULTS, RUN_CONFIG, TRIAL_FILE, SweepSpec, Trial
 
-CONFIG_FILE = "config.toml"
+CONFIG_FILE = RUN_CONFIG
 
 
 @dataclass
@@ -148,6 +148,10 @@ def _check_address(address: str) -> None:
         ) from None
 
 
+#: ray.init tries before giving up: on an overloaded machine Ray's node can miss its start-up deadline once.
+START_ATTEMPTS = 3
+
+
 def connect(address: str | None, jobs: int | None) -> bool:
     """Make sure Ray is initialised; True if this call started it (so the caller shuts it down)."""
     import ray
@@ -168,8 +172,23 @@ def connect(address: str | None, jobs: int | None) -> bool:
         return True
     # address="local": always a new cluster of our own, never one that RAY_ADDRESS or an earlier `ray start`
     # on this machine (/tmp/ray/ray_current_cluster, even a dead one) would make ray.init() join
-    ray.init(address="local", num_cpus=jobs or os.cpu_count() or 1, include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            ray.init(address="local", num_cpus=jobs or os.cpu_count() or 1, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+            return True
+        except Exception as e:  # Ray raises a bare Exception when its node misses its start-up deadline
+            if "timed out during startup" not in str(e):
+                raise
+            ray.shutdown()
+            if attempt == START_ATTEMPTS:
+                load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+                raise EnvironmentMismatchError(
+                    f"Ray's local cluster did not start in {START_ATTEMPTS} attempts (its node timed out during "
+                    f"start-up; load average {load:.1f} on {os.cpu_count()} CPUs): run the sweep again when the "
+                    "machine is less busy (finished runs are kept)"
+                ) from None
+            time.sleep(5.0 * attempt)
     return True
 
 

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import rename_folder
 from ..choices import choice_message, closest_hint
 from ..config import RunConfig, load_toml, resolve
 from ..errors import ConfigError
@@ -69,6 +70,7 @@ RESULTS = "results.json"
 CHECKPOINT = "checkpoint.pt"
 DIVERGED = "diverged.json"
 TRIAL_FILE = "trial.json"
+RUN_CONFIG = "config.toml"  # the run's configuration: ``analogdecorr train --config`` reruns it
 
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 TABLES = ("sweep", "base", "grid", "sample", "exclude", "tune")
@@ -182,6 +184,7 @@ class SweepSpec:
                   for setting, overrides in self.settings() for seed in seeds]
         if not trials:
             raise ConfigError(f"{self.source}: [[exclude]] leaves no run; loosen it or add values to [grid]")
+        adopt_moved_runs(trials)
         return trials
 
     def trial(self, setting: tuple[tuple[str, str], ...], overrides: Mapping[str, Any], seed: int,
@@ -213,6 +216,43 @@ def config_key(cfg: RunConfig) -> str:
     d = cfg.to_dict()
     d.pop("out")
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def adopt_moved_runs(trials: Sequence[Trial]) -> int:
+    """Give run folders named by an older key their trial's key; returns how many were renamed.
+
+    A field added to RunConfig changes every configuration's key, so a sweep would no longer find the runs it
+    finished before. A trial without a folder takes a sibling folder (same parent) that belongs to no trial and
+    whose config.toml is the trial's configuration (``checkpoint.differing_keys``: a field added later, at its
+    default, is no difference; ``out`` aside). A sibling whose config differs in anything stays where it is."""
+    from ..checkpoint import differing_keys
+
+    keys = {t.key for t in trials}
+    by_parent: dict[Path, list[Trial]] = {}
+    for t in trials:
+        if not t.out.exists():
+            by_parent.setdefault(t.out.parent, []).append(t)
+    moved = 0
+    for parent, missing in by_parent.items():
+        if not parent.is_dir():
+            continue
+        wanted = {t.key: (t, {k: v for k, v in t.config.to_dict().items() if k != "out"}) for t in missing}
+        for folder in sorted(parent.iterdir()):
+            if not wanted:
+                break
+            if folder.name in keys or folder.name.startswith(".") or not (folder / RUN_CONFIG).is_file():
+                continue
+            try:
+                saved = {k: v for k, v in load_toml(folder / RUN_CONFIG).items() if k != "out"}
+            except ConfigError:
+                continue
+            for key, (trial, current) in wanted.items():
+                if saved.get("seed") == current["seed"] and not differing_keys(saved, current):
+                    rename_folder(folder, trial.out)
+                    del wanted[key]
+                    moved += 1
+                    break
+    return moved
 
 
 def load_sweep(path: str | Path) -> SweepSpec:

@@ -1,7 +1,8 @@
 """A sweep's tables and plot: one row per setting, mean ± std over seeds at each run's selected epoch.
 
 Each run's epoch is its best-validation epoch (``select = "validation"``) or its last; the row gives the sweep's
-metric there, the test accuracy there (test accuracy is never used to choose anything) and at the last epoch.
+metric there, the test accuracy there (test accuracy is never used to choose anything) and at the last epoch,
+and how far validation accuracy fell from its best epoch to the last (best − last: what a run forgot).
 """
 
 from __future__ import annotations
@@ -32,11 +33,18 @@ class SettingRow:
     done: int = 0  # finished (results or diverged)
     diverged: int = 0
     metric: list[float] = field(default_factory=list)  # at the selected epoch, per seed
+    val_best: list[float] = field(default_factory=list)  # best val_acc over the epochs, per seed
+    val_last: list[float] = field(default_factory=list)  # val_acc at the last epoch, per seed
     test_selected: list[float] = field(default_factory=list)
     test_last: list[float] = field(default_factory=list)
     epoch: list[int] = field(default_factory=list)
     curves: list[list[float]] = field(default_factory=list)  # metric per epoch, per seed
     chosen: str | None = None  # a tuned row: its chosen setting (or how far its search is), else None
+
+    @property
+    def gap(self) -> list[float]:
+        """Per seed, best − last validation accuracy (0 for a run that ends at its best; NaN without one)."""
+        return [a - b for a, b in zip(self.val_best, self.val_last, strict=True)]
 
     @property
     def settings_text(self) -> str:
@@ -85,6 +93,9 @@ def add_run(row: SettingRow, trial: Trial, select: str, metric: str) -> None:
         return
     chosen = selected_epoch(data, select)
     row.metric.append(_num(chosen.get(metric)))
+    vals = [_num(r.get("val_acc")) for r in data["epochs"]]
+    row.val_best.append(max(vals) if vals and all(math.isfinite(v) for v in vals) else math.nan)
+    row.val_last.append(vals[-1] if vals else math.nan)
     row.test_selected.append(_num(chosen.get("test_acc")))
     row.test_last.append(_num(data["epochs"][-1].get("test_acc")))
     row.epoch.append(int(chosen["epoch"]))
@@ -178,7 +189,8 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
         f"Seeds {spec.seeds}. `test acc @ sel.`: test accuracy at the selected epoch; `epoch`: mean selected "
         f"epoch; `*`: best setting on {spec.metric} ({'lowest' if spec.mode == 'min' else 'highest'} mean); "
         f"`p`: two-sided Welch t-test of the row's seeds' {spec.metric} against {against} (– for the "
-        "reference itself or fewer than 2 seeds a side).",
+        "reference itself or fewer than 2 seeds a side). `val best − last`: per seed, the best validation "
+        "accuracy over the epochs minus the last epoch's (a run that ends where it peaked has 0).",
         "",
     ]
     tuned = any(r.chosen is not None for r in rows)
@@ -189,7 +201,7 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
     names = spec.axis_names
     p_test = p_values(spec, rows, "test_selected") if tuned else []
     head = [*names, *(["chosen"] if tuned else []), "seeds", spec.metric, "p", "test acc @ sel.",
-            *(["p test"] if tuned else []), "epoch", "test acc (last)", "settings"]
+            *(["p test"] if tuned else []), "epoch", "test acc (last)", "val best − last", "settings"]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for i, (r, p) in enumerate(zip(rows, ps, strict=True)):
         labels = dict(r.setting)
@@ -198,7 +210,7 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
         mark = " *" if r is best else ""
         cells = [labels[n] for n in names] + ([r.chosen or "–"] if tuned else []) + [
             seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), *([fmt_p(p_test[i])] if tuned else []),
-            ep, fmt(r.test_last), f"`{r.settings_text}`"]
+            ep, fmt(r.test_last), fmt(r.gap), f"`{r.settings_text}`"]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines += ["", f"Best setting: {' '.join(f'{k}={v}' for k, v in best.setting)} ({best.settings_text}): "
@@ -215,17 +227,19 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
     w.writerow([*spec.axis_names, *(["chosen"] if tuned else []), "seeds", "done", "diverged",
                 f"{spec.metric}_mean", f"{spec.metric}_std", "p",
                 "test_acc_selected_mean", "test_acc_selected_std", *(["p_test"] if tuned else []), "epoch_mean",
-                "test_acc_last_mean", "test_acc_last_std", "settings"])
+                "test_acc_last_mean", "test_acc_last_std", "val_best_minus_last_mean", "val_best_minus_last_std",
+                "settings"])
     p_test = p_values(spec, rows, "test_selected") if tuned else [math.nan] * len(rows)
     for r, p, pt in zip(rows, p_values(spec, rows), p_test, strict=True):
         labels = dict(r.setting)
         m, s = mean_std(r.metric)
         tm, ts = mean_std(r.test_selected)
         lm, ls = mean_std(r.test_last)
+        gm, gs = mean_std(r.gap)
         ep = statistics.fmean(r.epoch) if r.epoch else math.nan
         w.writerow([*(labels[n] for n in spec.axis_names), *([r.chosen or ""] if tuned else []), r.seeds,
                     r.done, r.diverged,
-                    *(_cell(v) for v in (m, s, p, tm, ts, *([pt] if tuned else []), ep, lm, ls)),
+                    *(_cell(v) for v in (m, s, p, tm, ts, *([pt] if tuned else []), ep, lm, ls, gm, gs)),
                     r.settings_text])
     return buf.getvalue()
 

@@ -30,7 +30,7 @@ from typing import Any
 import tomli_w
 
 from ..results import atomic_write
-from .spec import SweepSpec, Trial
+from .spec import SweepSpec, Trial, adopt_moved_runs
 from .summary import SettingRow, add_run, fmt, mean_std, write_tables
 
 CHOSEN_FILE = "chosen.toml"
@@ -132,7 +132,9 @@ def final_trials(spec: SweepSpec, row: TunedRow, root: str | Path) -> list[Trial
     """The row's final runs: its chosen setting × the [sweep] seeds (none before it has chosen)."""
     if row.chosen is None:
         return []
-    return [spec.trial(row.chosen.setting, row.chosen.overrides, seed, root, "final") for seed in spec.seeds]
+    trials = [spec.trial(row.chosen.setting, row.chosen.overrides, seed, root, "final") for seed in spec.seeds]
+    adopt_moved_runs(trials)
+    return trials
 
 
 def all_trials(spec: SweepSpec, root: str | Path) -> tuple[list[Trial], list[TunedRow], list[Trial]]:

@@ -1,0 +1,685 @@
+"""The whole study in one command: every part of sims/study.toml in its declared order, resuming, then the docs.
+
+Each part is a sweep file (run by the sweep engine in-process) or a script (run as a subprocess) that resumes on
+its own; finished runs are never run again. After the parts, every Markdown block
+``<!-- study:NAME -->`` … ``<!-- /study:NAME -->`` that study.toml declares is replaced by the part's generated
+table (atomically), but only for parts that have finished every run: a doc never shows a half-run study. Every
+declared block must exist and every block in a declared doc must be declared, checked before anything runs.
+
+    .venv/bin/python sims/study.py                       # everything (hours; resumes), then the docs
+    .venv/bin/python sims/study.py --list                # parts, their runs and whether they are finished
+    .venv/bin/python sims/study.py --only paper_digits --jobs 2
+    .venv/bin/python sims/study.py --tables-only         # tables, plots and docs from the runs on disk
+    .venv/bin/python sims/study.py --dry-run             # what would run, which docs would change
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python sims/study.py` puts sims/ first, not the package's checkout
+    sys.path.insert(0, str(ROOT))
+
+from analogdecorr.atomic import write_text  # noqa: E402
+from analogdecorr.errors import AnalogDecorrError, ConfigError  # noqa: E402
+
+DECLARATION = Path(__file__).with_name("study.toml")
+SEED_FIGURES = ("test_last", "test_selected", "metric")  # what a per-seed table shows
+_MARKER = re.compile(r"<!--\s*(/?)study:([^\s>]*)\s*-->")
+_STATUS = re.compile(r"(\d+) runs, (\d+) finished")
+
+
+# ------------------------------------------------------------------------------------------- declaration
+@dataclass(frozen=True)
+class TableView:
+    """One generated table and the doc block it fills."""
+
+    marker: str  # "part" or "part/view"
+    doc: Path
+    file: str = "summary.md"
+    section: str | None = None
+    seeds: str | None = None  # a per-seed table of this figure instead of a table read from `file`
+    rows: dict[str, list[str]] = field(default_factory=dict)
+    columns: list[str] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    rename: dict[str, str] = field(default_factory=dict)
+    delta: Delta | None = None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A column of differences in points: each row's ``of`` (a column of the table file's CSV twin, unrounded)
+    minus that of the row with the labels ``against`` and the row's own labels in ``by``."""
+
+    name: str
+    of: str
+    against: dict[str, str]
+    by: list[str] = field(default_factory=list)
+    after: str | None = None  # the column it follows (default: the last)
+
+
+@dataclass
+class Part:
+    """One part of the study: what runs it, where it writes, and the tables it gives the docs."""
+
+    name: str
+    out: Path
+    outputs: list[str]
+    tables: list[TableView]
+    sweep: Path | None = None
+    script: Path | None = None
+    args: list[str] = field(default_factory=list)
+    status_args: list[str] = field(default_factory=list)
+    tables_only_args: list[str] = field(default_factory=list)
+    jobs_flag: str | None = None
+    address_flag: str | None = None
+    spec: Any = None  # the parsed sweep file (SweepSpec) of a sweep part
+
+    @property
+    def kind(self) -> str:
+        return "sweep" if self.sweep else "script"
+
+    def command(self, extra: Sequence[str] = ()) -> list[str]:
+        assert self.script is not None
+        return [sys.executable, str(self.script), *self.args, *extra]
+
+
+def load_declaration(path: Path, root: Path) -> list[Part]:
+    """Every part of the declaration, checked (files exist, sweep files parse, tables well formed) before
+    anything runs; ConfigError naming the part and the key otherwise."""
+    from analogdecorr.config import load_toml
+
+    try:
+        data = load_toml(path)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("--config", "--file")) from None
+    unknown = set(data) - {"part"}
+    if unknown or not isinstance(data.get("part"), list) or not data["part"]:
+        raise ConfigError(f"{path}: expected [[part]] tables only (found {sorted(unknown) or 'no [[part]]'}); "
+                          "see the comment at the top of sims/study.toml")
+    parts: list[Part] = []
+    for i, raw in enumerate(data["part"]):
+        parts.append(_part(raw, f"{path}: [[part]] {raw.get('name', f'#{i + 1}')}", root))
+    names = [p.name for p in parts]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise ConfigError(f"{path}: two parts are named {dup!r}; give each part its own name")
+    return parts
+
+
+_PART_KEYS = {"name", "sweep", "script", "args", "out", "outputs", "status", "tables_only", "jobs", "address",
+              "table"}
+_TABLE_KEYS = {"view", "doc", "file", "section", "seeds", "rows", "columns", "labels", "rename", "delta"}
+_DELTA_KEYS = {"name", "of", "against", "by", "after"}
+
+
+def _part(raw: dict[str, Any], where: str, root: Path) -> Part:
+    from analogdecorr.sweep import load_sweep
+
+    _keys(raw, _PART_KEYS, where)
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError(f"{where}: name must be a word of letters, digits, _ . - (it is the marker's name)")
+    if ("sweep" in raw) == ("script" in raw):
+        raise ConfigError(f"{where}: give exactly one of sweep = \"FILE.toml\" or script = \"FILE.py\"")
+    part = Part(name=name, out=root, outputs=_strings(raw.get("outputs", []), "outputs", where), tables=[])
+    if "sweep" in raw:
+        part.sweep = _file(root, raw["sweep"], "sweep", where)
+        part.spec = load_sweep(part.sweep)
+        part.out = root / raw.get("out", part.spec.out or f"sims/out/{name}")
+        extra = set(raw) & {"args", "status", "tables_only", "jobs", "address"}
+        if extra:
+            raise ConfigError(f"{where}: {sorted(extra)[0]} is for script parts; a sweep part runs its file")
+    else:
+        part.script = _file(root, raw["script"], "script", where)
+        part.args = _strings(raw.get("args", []), "args", where)
+        for key in ("out", "status", "tables_only"):
+            if key not in raw:
+                raise ConfigError(f"{where}: a script part needs {key} (see the top of sims/study.toml)")
+        part.out = root / raw["out"]
+        part.status_args = _strings(raw["status"], "status", where)
+        part.tables_only_args = _strings(raw["tables_only"], "tables_only", where)
+        part.jobs_flag = raw.get("jobs")
+        part.address_flag = raw.get("address")
+    tables = raw.get("table", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{where}: table must be [[part.table]] entries")
+    for t in tables:
+        part.tables.append(_view(t, part, where, root))
+    markers = [v.marker for v in part.tables]
+    dup = next((m for m in markers if markers.count(m) > 1), None)
+    if dup:
+        raise ConfigError(f"{where}: two tables fill the marker study:{dup}; give each a different view")
+    return part
+
+
+def _view(raw: dict[str, Any], part: Part, where: str, root: Path) -> TableView:
+    _keys(raw, _TABLE_KEYS, where + " [[part.table]]")
+    view = raw.get("view")
+    marker = part.name if view is None else f"{part.name}/{view}"
+    where = f"{where} table study:{marker}"
+    if view is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", str(view)):
+        raise ConfigError(f"{where}: view must be a word of letters, digits, _ . -")
+    if "doc" not in raw:
+        raise ConfigError(f"{where}: needs doc = \"FILE.md\", the file holding its marker pair")
+    seeds = raw.get("seeds")
+    if seeds is not None and (seeds not in SEED_FIGURES or part.sweep is None):
+        raise ConfigError(f"{where}: seeds = {seeds!r}: a sweep part's per-seed table of one of "
+                          f"{', '.join(SEED_FIGURES)}")
+    if part.script is not None and "file" not in raw:
+        raise ConfigError(f"{where}: a script part's table needs file = \"NAME.md\" (one of its outputs)")
+    rows = raw.get("rows", {})
+    if not isinstance(rows, dict):
+        raise ConfigError(f"{where}: rows must be a table such as {{ decor = [\"none\", \"centre\"] }}")
+    return TableView(
+        marker=marker, doc=_file(root, raw["doc"], "doc", where), file=raw.get("file", "summary.md"),
+        section=raw.get("section"), seeds=seeds,
+        rows={k: [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in rows.items()},
+        columns=_strings(raw["columns"], "columns", where) if "columns" in raw else None,
+        labels={str(k): str(v) for k, v in raw.get("labels", {}).items()},
+        rename={str(k): str(v) for k, v in raw.get("rename", {}).items()},
+        delta=_delta(raw["delta"], where) if "delta" in raw else None,
+    )
+
+
+def _delta(raw: Any, where: str) -> Delta:
+    where += " delta"
+    _keys(raw, _DELTA_KEYS, where)
+    if not isinstance(raw.get("against"), dict) or not raw["against"] or "name" not in raw or "of" not in raw:
+        raise ConfigError(f"{where}: needs name, of (a CSV column) and against = {{ axis = \"label\" }}")
+    return Delta(str(raw["name"]), str(raw["of"]), {str(k): str(v) for k, v in raw["against"].items()},
+                 _strings(raw.get("by", []), "by", where), raw.get("after"))
+
+
+def _keys(raw: Any, valid: set[str], where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table")
+    bad = sorted(set(raw) - valid)
+    if bad:
+        raise ConfigError(f"{where}: unknown key {bad[0]!r}; valid keys: {', '.join(sorted(valid))}")
+
+
+def _strings(value: Any, key: str, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: {key} must be a list of strings")
+    return list(value)
+
+
+def _file(root: Path, value: Any, key: str, where: str) -> Path:
+    path = root / str(value)
+    if not path.is_file():
+        raise ConfigError(f"{where}: {key} = {value!r}: no such file under {root}")
+    return path
+
+
+def select_parts(parts: list[Part], only: Sequence[str] | None) -> list[Part]:
+    """The parts ``--only`` names (in declared order), or all; ConfigError for a name that is not a part."""
+    if not only:
+        return parts
+    names = [p.name for p in parts]
+    bad = next((n for n in only if n not in names), None)
+    if bad:
+        raise ConfigError(f"--only {bad}: no such part; parts: {', '.join(names)} (--list shows them)")
+    return [p for p in parts if p.name in only]
+
+
+# -------------------------------------------------------------------------------------------- markers
+@dataclass(frozen=True)
+class Block:
+    """A marker pair in a doc: the lines (0-based) of its opening and closing marker, and the indentation."""
+
+    name: str
+    start: int
+    end: int
+    indent: str
+
+
+def find_blocks(text: str, doc: Path) -> dict[str, Block]:
+    """Every ``<!-- study:NAME -->`` … ``<!-- /study:NAME -->`` pair of ``text`` (outside code blocks and
+    `inline code`); ConfigError (naming the file, the line and the marker) for a marker not alone on its line,
+    unclosed, nested, repeated or stray."""
+    blocks: dict[str, Block] = {}
+    open_: tuple[str, int, str] | None = None
+    fenced = False
+    for i, line in enumerate(text.splitlines()):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if fenced:  # a marker quoted in a code block or `inline code` is text, not a marker
+            continue
+        found = list(_MARKER.finditer(re.sub(r"`[^`]*`", "", line)))
+        if not found:
+            continue
+        m = found[0]
+        closing, name = m.group(1) == "/", m.group(2)
+        tag = f"<!-- {'/' if closing else ''}study:{name} -->"
+        if len(found) > 1 or line.strip() != m.group(0):
+            raise ConfigError(f"{doc}:{i + 1}: {tag} must be alone on its line")
+        if not closing:
+            if open_ is not None:
+                raise ConfigError(f"{doc}:{i + 1}: {tag} opens inside study:{open_[0]} (line {open_[1] + 1}); "
+                                  f"close that one first with <!-- /study:{open_[0]} -->")
+            if name in blocks:
+                raise ConfigError(f"{doc}:{i + 1}: a second {tag} block; each marker appears once per file")
+            open_ = (name, i, line[: len(line) - len(line.lstrip())])
+        else:
+            if open_ is None or open_[0] != name:
+                raise ConfigError(f"{doc}:{i + 1}: {tag} closes a block that is not open")
+            blocks[name] = Block(name, open_[1], i, open_[2])
+            open_ = None
+    if open_ is not None:
+        raise ConfigError(f"{doc}:{open_[1] + 1}: <!-- study:{open_[0]} --> is never closed; add "
+                          f"<!-- /study:{open_[0]} --> on its own line after the table")
+    return blocks
+
+
+def check_markers(parts: Sequence[Part]) -> None:
+    """Every declared table has its marker pair in its doc, and every marker pair of a declared doc belongs to
+    a declared table; ConfigError naming the file and the marker otherwise (before anything runs)."""
+    by_doc: dict[Path, set[str]] = {}
+    for p in parts:
+        for v in p.tables:
+            by_doc.setdefault(v.doc, set()).add(v.marker)
+    for doc, markers in by_doc.items():
+        blocks = find_blocks(doc.read_text(encoding="utf-8"), doc)
+        for m in sorted(markers):
+            if m not in blocks:
+                raise ConfigError(f"{doc}: no <!-- study:{m} --> … <!-- /study:{m} --> block; put the pair, each "
+                                  "on its own line, around the table it replaces")
+        stray = sorted(set(blocks) - markers)
+        if stray:
+            raise ConfigError(f"{doc}:{blocks[stray[0]].start + 1}: <!-- study:{stray[0]} --> names no table "
+                              "declared for this file in the study declaration (declared: "
+                              f"{', '.join(sorted(markers))})")
+
+
+def replace_block(text: str, doc: Path, marker: str, table: str) -> str:
+    """``text`` with the lines between the marker pair ``marker`` replaced by ``table`` (between blank lines,
+    indented like the opening marker)."""
+    block = find_blocks(text, doc).get(marker)
+    if block is None:
+        raise ConfigError(f"{doc}: no <!-- study:{marker} --> … <!-- /study:{marker} --> block; put the pair, "
+                          "each on its own line, around the table it replaces")
+    lines = text.splitlines(keepends=True)
+    body = ["\n", *(block.indent + row + "\n" for row in table.rstrip("\n").split("\n")), "\n"]
+    return "".join(lines[: block.start + 1] + body + lines[block.end:])
+
+
+# ---------------------------------------------------------------------------------------------- tables
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(self.header) + " |", "|" + " --- |" * len(self.header)]
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip()[1:-1].split("|")]
+
+
+def markdown_table(text: str, section: str | None, where: str) -> Table:
+    """The first Markdown table of ``text`` (under the heading ``section``, before the next heading)."""
+    lines = text.splitlines()
+    start = 0
+    if section is not None:
+        heads = [i for i, line in enumerate(lines) if re.fullmatch(r"#+\s+" + re.escape(section) + r"\s*", line)]
+        if not heads:
+            titles = [line.lstrip("#").strip() for line in lines if re.match(r"#+\s", line)]
+            raise ConfigError(f"{where}: no heading {section!r}; headings: {', '.join(titles) or 'none'}")
+        start = heads[0] + 1
+    for i in range(start, len(lines)):
+        if section is not None and re.match(r"#+\s", lines[i]):
+            break
+        if lines[i].startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+",
+                                                                           lines[i + 1].strip()):
+            rows = []
+            for line in lines[i + 2:]:
+                if not line.startswith("|"):
+                    break
+                rows.append(_cells(line))
+            return Table(_cells(lines[i]), rows)
+    raise ConfigError(f"{where}: no Markdown table" + (f" under the heading {section!r}" if section else ""))
+
+
+def seeds_table(part: Part, figure: str) -> Table:
+    """One row per setting (a tuned sweep: per row, its final runs), one column per seed: ``figure`` of each
+    finished run, 'diverged', or – ; then mean ± std over the seeds."""
+    from analogdecorr.sweep.summary import _num, fmt, load_run, selected_epoch
+
+    spec = part.spec
+    if spec.tune:
+        from analogdecorr.sweep.tune import all_trials, row_key
+
+        _, _, trials = all_trials(spec, part.out)
+        names, label = list(spec.tune.rows), lambda t: row_key(spec, t.setting)
+    else:
+        trials, names, label = spec.trials(part.out), spec.axis_names, lambda t: t.setting
+    by_row: dict[tuple, dict[int, float | str]] = {}
+    for t in trials:
+        cells = by_row.setdefault(label(t), {})
+        data = load_run(t)
+        if data is None:
+            continue
+        if data.get("diverged"):
+            cells[t.seed] = "diverged"
+            continue
+        chosen = selected_epoch(data, spec.select)
+        cells[t.seed] = _num({"test_last": data["epochs"][-1].get("test_acc"),
+                              "test_selected": chosen.get("test_acc"),
+                              "metric": chosen.get(spec.metric)}[figure])
+    rows = []
+    for key, cells in by_row.items():
+        values = [v for v in cells.values() if isinstance(v, float)]
+        rows.append([" ".join(v for _, v in key),
+                     *(f"{v:.3f}" if isinstance(v, float) else v for v in (cells.get(s, "–") for s in spec.seeds)),
+                     fmt(values)])
+    return Table([" ".join(names), *(f"seed {s}" for s in spec.seeds), "mean ± std"], rows)
+
+
+def build_table(part: Part, view: TableView) -> str:
+    """The Markdown of ``view``: read (or built from the runs), rows kept, columns picked, labels renamed."""
+    where = f"part {part.name}, table study:{view.marker}"
+    if view.seeds:
+        table = seeds_table(part, view.seeds)
+    else:
+        path = part.out / view.file
+        if not path.is_file():
+            raise ConfigError(f"{where}: {path} does not exist yet; run the part (sims/study.py --only "
+                              f"{part.name}) or rebuild its tables (--tables-only)")
+        table = markdown_table(path.read_text(encoding="utf-8"), view.section, f"{where}: {path}")
+    for col in view.rows:
+        if col not in table.header:
+            raise ConfigError(f"{where}: no column {col!r}; columns: {', '.join(table.header)}")
+        table.rows = [r for r in table.rows if r[table.header.index(col)] in view.rows[col]]
+    if view.delta is not None:
+        add_delta(table, view.delta, part.out / Path(view.file).with_suffix(".csv"), where)
+    for col in view.columns or []:
+        if col not in table.header:
+            raise ConfigError(f"{where}: no column {col!r}; columns: {', '.join(table.header)}")
+    if view.columns is not None:
+        idx = [table.header.index(c) for c in view.columns]
+        table = Table([table.header[i] for i in idx], [[r[i] for i in idx] for r in table.rows])
+    table.rows = [[view.labels.get(r[0], r[0]), *r[1:]] for r in table.rows]
+    table.header = [view.rename.get(h, h) for h in table.header]
+    return table.markdown()
+
+
+def add_delta(table: Table, delta: Delta, csv_path: Path, where: str) -> None:
+    """Insert ``delta``'s column into ``table``: (row − reference) × 100, one decimal with its sign; empty for
+    the reference row itself, – where either value is missing."""
+    import csv
+    import math
+
+    try:
+        with open(csv_path, encoding="utf-8", newline="") as f:
+            data = list(csv.DictReader(f))
+    except OSError:
+        raise ConfigError(f"{where}: delta needs {csv_path}, the CSV twin of the table's file") from None
+    keys = [*delta.by, *delta.against]
+    for col in keys:
+        if col not in table.header or (data and col not in data[0]):
+            raise ConfigError(f"{where}: delta: {col!r} must be a column of the table and of {csv_path.name}")
+    if data and delta.of not in data[0]:
+        raise ConfigError(f"{where}: delta: no column {delta.of!r} in {csv_path.name}; columns: {', '.join(data[0])}")
+
+    def value(labels: dict[str, str]) -> float:
+        row = next((r for r in data if all(r[k] == labels[k] for k in keys)), None)
+        try:
+            return float(row[delta.of]) if row is not None else math.nan
+        except ValueError:
+            return math.nan
+
+    cells = []
+    for r in table.rows:
+        labels = {k: r[table.header.index(k)] for k in keys}
+        ref = {**labels, **delta.against}
+        diff = (value(labels) - value(ref)) * 100
+        cells.append("" if labels == ref else ("–" if math.isnan(diff) else f"{diff:+.1f}"))
+    if delta.after is not None and delta.after not in table.header:
+        raise ConfigError(f"{where}: delta: after = {delta.after!r} is not a column; columns: "
+                          f"{', '.join(table.header)}")
+    at = table.header.index(delta.after) + 1 if delta.after is not None else len(table.header)
+    table.header.insert(at, delta.name)
+    for r, c in zip(table.rows, cells, strict=True):
+        r.insert(at, c)
+
+
+# --------------------------------------------------------------------------------------------- status
+@dataclass
+class Status:
+    runs: int
+    finished: int
+
+    @property
+    def todo(self) -> int:
+        return self.runs - self.finished
+
+
+def status(part: Part, root: Path) -> Status:
+    """How many runs the part has and how many of them are finished on disk. A tuned sweep counts its search
+    runs, the final runs of the rows that have chosen, and the final seeds of the rows still searching."""
+    if part.sweep is None:
+        res = subprocess.run(part.command(part.status_args), cwd=root, env=_env(root), capture_output=True,
+                             text=True)
+        m = _STATUS.search(res.stdout)
+        if res.returncode != 0 or m is None:
+            last = (res.stderr.strip().splitlines() or res.stdout.strip().splitlines() or ["no output"])[-1]
+            raise ConfigError(f"part {part.name}: `{' '.join(part.command(part.status_args)[1:])}` did not print "
+                              f"'N runs, F finished' (exit {res.returncode}): {last}")
+        return Status(int(m.group(1)), int(m.group(2)))
+    from analogdecorr.sweep.engine import finished_status
+
+    spec = part.spec
+    if not spec.tune:
+        trials = spec.trials(part.out)
+        return Status(len(trials), sum(finished_status(t) is not None for t in trials))
+    from analogdecorr.sweep.tune import all_trials
+
+    search, rows, finals = all_trials(spec, part.out)
+    keys = {t.key for t in search}
+    runs = search + [t for t in finals if t.key not in keys]
+    waiting = sum(not r.complete for r in rows) * len(set(spec.seeds) - set(spec.tune.seeds))
+    return Status(len(runs) + waiting, sum(finished_status(t) is not None for t in runs))
+
+
+def _env(root: Path) -> dict[str, str]:
+    """The environment of a script part: this checkout's package first on its path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+# ------------------------------------------------------------------------------------------------ run
+def run_part(part: Part, root: Path, *, train: bool, jobs: int | None, address: str | None,
+             progress: bool) -> int:
+    """Run (``train``) or only rebuild the tables of one part; returns 0, or 1 if a run or the script failed."""
+    if part.sweep is not None:
+        spec = part.spec
+        if train:
+            from analogdecorr.sweep import run_sweep
+
+            _, report = run_sweep(spec, part.out, address=address, jobs=jobs, progress=progress)
+            for o in report.failed:
+                print(f"failed: {part.name}: {o.trial.label}: {o.error.splitlines()[0]}", file=sys.stderr)
+            return 1 if report.failed else 0
+        part.out.mkdir(parents=True, exist_ok=True)
+        if spec.tune:
+            from analogdecorr.sweep.tune import write_tuned_summary
+
+            write_tuned_summary(spec, part.out)
+        else:
+            from analogdecorr.sweep.summary import write_summary
+
+            write_summary(spec, spec.trials(part.out), part.out)
+        return 0
+    extra = list(part.tables_only_args) if not train else []
+    if train and jobs is not None and part.jobs_flag:
+        extra += [part.jobs_flag, str(jobs)]
+    if train and address and part.address_flag:
+        extra += [part.address_flag, address]
+    code = subprocess.run(part.command(extra), cwd=root, env=_env(root)).returncode
+    if code:
+        print(f"failed: {part.name}: `{' '.join(part.command(extra)[1:])}` exited with {code}", file=sys.stderr)
+    return 1 if code else 0
+
+
+def _rel(path: Path, root: Path) -> str:
+    return str(path.relative_to(root) if path.is_relative_to(root) else path)
+
+
+def _stamp(paths: Sequence[Path]) -> dict[Path, tuple[int, int] | None]:
+    out = {}
+    for p in paths:
+        try:
+            st = p.stat()
+            out[p] = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            out[p] = None
+    return out
+
+
+def refresh_docs(parts: Sequence[Part], done: set[str], root: Path, *,
+                 write: bool) -> tuple[list[Path], list[str], list[str]]:
+    """Replace the blocks of the finished parts (``done``) in their docs; returns (docs changed, notes on the
+    blocks kept, errors). A table that cannot be built keeps its block and is an error; the other blocks are
+    still rewritten. With ``write=False`` nothing is written (a dry run)."""
+    by_doc: dict[Path, list[tuple[Part, TableView]]] = {}
+    for p in parts:
+        for v in p.tables:
+            by_doc.setdefault(v.doc, []).append((p, v))
+    changed, kept, errors = [], [], []
+    for doc, views in by_doc.items():
+        old = text = doc.read_text(encoding="utf-8")
+        for p, v in views:
+            if p.name not in done:
+                kept.append(f"{_rel(doc, root)}: study:{v.marker} kept (part {p.name} has runs left)")
+                continue
+            try:
+                text = replace_block(text, doc, v.marker, build_table(p, v))
+            except ConfigError as e:
+                errors.append(str(e))
+        if text != old:
+            if write:
+                write_text(doc, text)
+            changed.append(doc)
+    return changed, kept, errors
+
+
+# ----------------------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--file", type=Path, default=DECLARATION,
+                   help="the study declaration (default: sims/study.toml)")
+    p.add_argument("--root", type=Path, default=ROOT,
+                   help="the folder the declaration's paths start from (default: this repository)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these parts (docs: only their blocks)")
+    p.add_argument("--list", action="store_true", help="list the parts, their runs and whether finished; exit")
+    p.add_argument("--dry-run", action="store_true", help="say what would run and which docs would change; exit")
+    p.add_argument("--tables-only", action="store_true",
+                   help="do not train: rebuild every part's tables and plots, and the docs, from the runs on disk")
+    p.add_argument("--jobs", type=int, help="runs at a time (sweeps and scripts on the engine; default: every CPU)")
+    p.add_argument("--address", help="join the Ray cluster at this address instead of starting a local one")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar per part")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return _main(args)
+    except AnalogDecorrError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs and the last checkpoints are kept; run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs} must be >= 1")
+    root = args.root.resolve()
+    declared = load_declaration(args.file, root)
+    parts = select_parts(declared, args.only)
+    check_markers(declared)
+    n = len(parts)
+    if args.list or args.dry_run:
+        done = set()
+        for i, part in enumerate(parts, 1):
+            st = status(part, root)
+            done |= {part.name} if st.todo == 0 else set()
+            what = " ".join([_rel(part.sweep or part.script, root), *part.args])
+            state = "finished" if st.todo == 0 else f"{st.todo} to do"
+            print(f"[{i}/{n}] {part.name} ({part.kind} {what}): {st.runs} runs, {st.finished} finished, {state}")
+            if args.list:
+                print(f"      writes {_rel(part.out, root)}/{{{', '.join(part.outputs)}}}; tables: "
+                      + (", ".join(f"study:{v.marker} in {_rel(v.doc, root)}" for v in part.tables) or "none"))
+        if args.dry_run:
+            changed, kept, errors = refresh_docs(parts, done, root, write=False)
+            for doc in changed:
+                print(f"would rewrite {_rel(doc, root)}")
+            for note in kept:
+                print(note)
+            for e in errors:
+                print(f"error: {e}", file=sys.stderr)
+            return 2 if errors else 0
+        return 0
+    failed, done = [], set()
+    first = {part.name: status(part, root) for part in parts}  # expands (checks) every run before any starts
+    print(f"study: {n} parts, {sum(s.runs for s in first.values())} runs, "
+          f"{sum(s.finished for s in first.values())} finished", flush=True)
+    outputs = [part.out / o for part in parts for o in part.outputs]
+    before = _stamp(outputs)
+    for i, part in enumerate(parts, 1):
+        st = first[part.name]
+        if args.tables_only and st.finished == 0:  # nothing to tabulate: keep what an earlier run wrote
+            print(f"[{i}/{n}] {part.name}: no finished runs of {st.runs}; its tables are left as they are")
+            continue
+        verb = "tables of" if args.tables_only else ("resuming" if st.finished else "starting")
+        print(f"[{i}/{n}] {verb} {part.name}: {st.runs} runs, {st.finished} finished, {st.todo} to do", flush=True)
+        t0 = time.perf_counter()
+        code = run_part(part, root, train=not args.tables_only, jobs=args.jobs, address=args.address,
+                        progress=not args.no_progress)
+        st = status(part, root)
+        missing = [o for o in part.outputs if not (part.out / o).exists()]
+        if missing and st.todo == 0:  # a finished part must have written every output it declares
+            print(f"failed: {part.name}: did not write {', '.join(missing)} in {part.out}", file=sys.stderr)
+        if code or (missing and st.todo == 0):
+            failed.append(part.name)
+        if st.todo == 0 and not code:
+            done.add(part.name)
+        print(f"[{i}/{n}] {part.name}: {st.finished}/{st.runs} runs finished, "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+    changed, kept, errors = refresh_docs(parts, done, root, write=True)
+    after = _stamp(outputs)
+    rewrote = [p for p in outputs if after[p] is not None and after[p] != before[p]] + changed
+    print("rewrote:" if rewrote else "rewrote nothing")
+    for path in rewrote:
+        print(f"  {_rel(path, root)}")
+    for note in kept:
+        print(note)
+    for e in errors:  # the runs are on disk: fix the declaration, then --tables-only
+        print(f"error: {e}", file=sys.stderr)
+    if failed:
+        print(f"error: parts with failures: {', '.join(failed)} (above); rerun the command to resume them",
+              file=sys.stderr)
+    return 1 if failed or errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

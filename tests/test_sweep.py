@@ -4,6 +4,7 @@ the errors that must come before any run starts."""
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import socket
@@ -336,9 +337,15 @@ def test_the_where_decorrelation_matters_study_expands_and_every_row_has_its_cen
     spec = load_sweep(SIMS / "where_decorrelation_matters.toml")
     search = spec.trials(tmp_path)
     assert spec.row_axes == ["decor", "data"] and spec.search_axes == ["lr", "decor_lr"]
-    # none, centre and the oracle search 3 lrs, each rule 3 lrs x 2 decor lrs, on 1 search seed; the two digits
-    # MLPs have no scaled, scaled_left or kappa rows
-    assert len(search) == 3 * (3 * 3 + 5 * 6) + 2 * (3 * 3 + 2 * 6) and {t.seed for t in search} == {100}
+    # none and centre search 3 lrs, the oracle 5 (two below), each rule 3 lrs x 2 decor lrs, on 1 search seed; the
+    # two digits MLPs have no scaled, scaled_left or kappa rows; the deep MLP searches lr 0.05 too
+    assert len(search) == 3 * (2 * 3 + 5 + 5 * 6) + 2 * (2 * 3 + 5 + 2 * 6) + (2 + 2 * 2) and {
+        t.seed for t in search} == {100}
+    lrs = collections.defaultdict(set)
+    for t in search:
+        lrs[dict(t.setting)["decor"], dict(t.setting)["data"]].add(t.config.lr)
+    assert lrs["zca", "conv"] == {0.001, 0.003, 0.01, 0.03, 0.1} and lrs["whiten", "conv"] == {0.01, 0.03, 0.1}
+    assert lrs["whiten", "deep"] == lrs["none", "deep"] == {0.01, 0.03, 0.05, 0.1}
     assert spec.seeds == [0, 1, 2] and len({t.key for t in search}) == len(search)
     by_data = {dict(t.setting)["data"]: t.config for t in search}
     assert {k: (c.dataset, c.rho if c.dataset == "correlated" else None, c.model, c.hidden)

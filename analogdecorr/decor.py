@@ -29,7 +29,12 @@ if TYPE_CHECKING:
     from analogdecorr.models import Network
 
 #: The decorrelation rules (SPEC §2); the learning rules that train the weights are rules.RULES.
-DECOR_RULES = ("scaled", "offdiag", "whiten", "kappa")
+DECOR_RULES = ("scaled", "offdiag", "whiten", "kappa", "scaled_left")
+#: The rules that pin z's power to the raw input's (R ← s·(...)). ``scaled`` is the paper's dense-layer form, R
+#: multiplied on the right (R ← s (R − η R ⟨z zᵀ⟩)); ``scaled_left`` the same step multiplied on the left like every
+#: other rule (R ← s (R − η ⟨z zᵀ⟩ R)). They agree for small η; at η·λ_max ≈ 0.1 with few rows per update the right
+#: form loses rank while the left one stays conditioned (tests/test_decor.py, sims/README_where.md).
+SCALED_RULES = ("scaled", "scaled_left")
 # Not a decorrelation rule: centring only (R stays the identity). The baseline that separates what demeaning each
 # layer's input does from what decorrelating it does (measured: most of NP's rescue at small decor lr is centring).
 CENTRE = "centre"
@@ -83,9 +88,10 @@ def decor_update(
     """
     _check_rule(rule)
     k = z.shape[0]
-    # `scaled`: s pins output power to input power; x is the raw (not demeaned) input, z the rows as given.
+    # `scaled`, `scaled_left`: s pins output power to input power; x is the raw (not demeaned) input, z the rows
+    # as given.
     # s stays a tensor (no host synchronisation).
-    s = (x_raw.norm(dim=1) / (z.norm(dim=1) + _NORM_EPS)).mean() if rule == "scaled" else None
+    s = (x_raw.norm(dim=1) / (z.norm(dim=1) + _NORM_EPS)).mean() if rule in SCALED_RULES else None
     if scale_free:
         # Rows scaled by 1/√m, m = mean diag⟨z zᵀ⟩: every ⟨z zᵀ⟩ below is then the correlation divided by m.
         z = z * (z * z).mean().clamp_min(torch.finfo(z.dtype).tiny).rsqrt()
@@ -94,6 +100,8 @@ def decor_update(
     if rule == "scaled":
         # R ← s R; R ← R − η R C  ⇔  R ← s (R − η (R Zᵀ) Z / k), C with its diagonal kept.
         return torch.addmm(R, R @ z.T, z, alpha=alpha).mul_(s)
+    if rule == "scaled_left":  # R ← s (R − η ⟨z zᵀ⟩ R) = s (R − η Zᵀ (Z R) / k)
+        return torch.addmm(R, z.T, z @ R, alpha=alpha).mul_(s)
     sq = (z * z).mean(0)  # diag⟨z zᵀ⟩, shape (d,)
     zr = z @ R  # k×d
     if rule == "offdiag":  # R − η (⟨z zᵀ⟩ R − diag⟨z²⟩ R)

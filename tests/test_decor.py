@@ -12,7 +12,15 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from analogdecorr.config import resolve
-from analogdecorr.decor import DECOR_RULES, DecorConv2d, DecorLinear, Decorrelator, decor_update, refit_zca
+from analogdecorr.decor import (
+    DECOR_RULES,
+    SCALED_RULES,
+    DecorConv2d,
+    DecorLinear,
+    Decorrelator,
+    decor_update,
+    refit_zca,
+)
 from analogdecorr.errors import ConfigError, DataError, DivergenceError
 from analogdecorr.models import build_model
 
@@ -43,10 +51,10 @@ def np_step(
         C = C / np.mean(np.diag(C))
     C_off = C - np.diag(np.diag(C))
     eye = np.eye(d)
-    if rule == "scaled":
+    if rule in ("scaled", "scaled_left"):
         s = np.mean([np.linalg.norm(x[i]) / (np.linalg.norm(z[i]) + 1e-8) for i in range(k)])  # raw x
         R = s * R
-        R = R - lr * R @ C
+        R = R - lr * (R @ C if rule == "scaled" else C @ R)  # the paper's right form; the left twin
     elif rule == "offdiag":
         R = R - lr * C_off @ R
     elif rule == "whiten":
@@ -140,6 +148,9 @@ def _naive(R: torch.Tensor, z: torch.Tensor, x: torch.Tensor, rule: str, lr: flo
     if rule == "scaled":
         s = (x.norm(dim=1) / (z.norm(dim=1) + 1e-8)).mean()
         return s * R - lr * (s * R) @ C
+    if rule == "scaled_left":
+        s = (x.norm(dim=1) / (z.norm(dim=1) + 1e-8)).mean()
+        return s * R - lr * C @ (s * R)
     if rule == "offdiag":
         return R - lr * C_off @ R
     if rule == "whiten":
@@ -220,6 +231,46 @@ def test_acceptance_decorrelates_correlated_gaussian(rule: str) -> None:
     assert pop <= 0.01, pop
 
 
+def _scaled_toy_condition(rule: str, lr: float, seed: int = 0, d: int = 40, k: int = 7, steps: int = 1000) -> float:
+    """Condition number of the population ⟨z zᵀ⟩ = R Σ Rᵀ after ``steps`` updates of ``rule`` from R = I, each from
+    k rows of a d-dimensional Gaussian with covariance eigenvalues 10 … 0.1 (condition number 100), float64."""
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    A = Q * (10.0 * torch.logspace(0, -2, d, dtype=torch.float64)).sqrt()  # x = A ξ: Σ = A Aᵀ
+    R = torch.eye(d, dtype=torch.float64)
+    for _ in range(steps):
+        x = torch.randn(k, d, generator=g, dtype=torch.float64) @ A.T
+        R = decor_update(R, x @ R.T, x, rule=rule, lr=lr)
+    lam = torch.linalg.eigvalsh(R @ A @ A.T @ R.T)
+    return (lam[-1] / lam[0].abs()).item()
+
+
+def test_scaled_left_stays_conditioned_where_the_papers_right_form_loses_rank() -> None:
+    """The issue's toy (d = 40, input condition number 100, 7 rows per update, η = 0.01): the paper's right-multiplied
+    ``scaled`` collapses ⟨z zᵀ⟩ to a lower rank (measured cond 1e17 on seeds 0-2: the batch ⟨z zᵀ⟩ reaches
+    λ_max 460-670, η·λ > 2), the left-multiplied ``scaled_left`` keeps it near white (3.9-4.3); at η = 3e-3 the two
+    agree (2.5-2.8 vs 2.0-2.1). Both start from R = I, so the first steps are identical: the forms differ."""
+    assert _scaled_toy_condition("scaled", 0.01) > 1e6
+    assert _scaled_toy_condition("scaled_left", 0.01) < 10
+    small = [_scaled_toy_condition(rule, 3e-3, steps=300) for rule in SCALED_RULES]
+    assert max(small) < 10
+
+
+def test_scaled_left_is_the_left_product_and_differs_from_scaled() -> None:
+    g = torch.Generator().manual_seed(8)
+    d, k, lr = 6, 4, 0.05
+    R = torch.eye(d, dtype=torch.float64) + 0.3 * torch.randn(d, d, generator=g, dtype=torch.float64)
+    x = torch.randn(k, d, generator=g, dtype=torch.float64) + 0.4
+    z = x @ R.T
+    C = z.T @ z / k
+    s = (x.norm(dim=1) / (z.norm(dim=1) + 1e-8)).mean()
+    left = decor_update(R, z, x, rule="scaled_left", lr=lr)
+    right = decor_update(R, z, x, rule="scaled", lr=lr)
+    torch.testing.assert_close(left, s * (R - lr * C @ R), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(right, s * (R - lr * R @ C), rtol=1e-12, atol=1e-12)
+    assert (left - right).abs().max() > 1e-3  # a non-symmetric R: R C ≠ C R
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Modes, scale, state
 
@@ -281,7 +332,7 @@ def test_scale_free_step_does_not_grow_with_input_scale(rule: str) -> None:
             steps[sf, scale] = (m.R - torch.eye(10)).norm().item()
     # scale-free: the same step for 10× larger inputs (it is scale invariant)
     assert steps[True, 10.0] == pytest.approx(steps[True, 1.0], rel=1e-4)
-    if rule != "scaled":  # plain rules: the correlation term grows ~100× (s·R absorbs it for `scaled` partly)
+    if rule not in SCALED_RULES:  # plain rules: the correlation term grows ~100× (s·R absorbs it for `scaled`)
         assert steps[False, 10.0] > 20 * steps[False, 1.0]
     else:
         assert steps[False, 10.0] > 2 * steps[False, 1.0]

@@ -4,6 +4,7 @@ the errors that must come before any run starts."""
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import socket
@@ -329,25 +330,38 @@ def test_a_checkpoint_from_before_the_validation_split_resumes_only_without_it()
     assert differing_keys(old, resolve({}, {}).fingerprint()) == ["val_frac"]  # the default 0.1 is another run
 
 
-def test_the_where_decorrelation_matters_grid_expands_and_every_row_has_its_centring_baseline(tmp_path):
+def test_the_where_decorrelation_matters_study_expands_and_every_row_has_its_centring_baseline(tmp_path):
     from analogdecorr.sweep.summary import SettingRow, reference_row
+    from analogdecorr.sweep.tune import row_key, row_view
 
     spec = load_sweep(SIMS / "where_decorrelation_matters.toml")
-    trials = spec.trials(tmp_path)
-    assert len(trials) == 5 * (2 + 4 * 3) * 3 * 5 and len({t.key for t in trials}) == len(trials)
-    by_data = {dict(t.setting)["data"]: t.config for t in trials}
-    assert {k: (c.dataset, c.rho if c.dataset == "correlated" else None) for k, c in by_data.items()} == {
-        "corr0.5": ("correlated", 0.5), "corr0.9": ("correlated", 0.9), "corr0.99": ("correlated", 0.99),
-        "digits": ("digits", None), "mnist1d": ("mnist1d", None)}
-    assert {t.config.val_frac for t in trials} == {0.1} and {t.config.rule for t in trials} == {"np"}
-    settings = [s for s, _ in spec.settings()]
-    # none/centre once per lr; each rule over every lr x decor lr, so each row can pick its own on validation
-    for decor, n in (("none", 3), ("centre", 3), ("scaled", 9), ("offdiag", 9), ("whiten", 9), ("kappa", 9)):
-        assert sum(dict(s)["decor"] == decor and dict(s)["data"] == "digits" for s in settings) == n
-    rows = [SettingRow(s, {}) for s in settings]
-    for row in rows:  # the p column's reference: centring on the same data at the same lr
-        ref = dict(reference_row(spec, rows, row).setting)
-        assert ref == {**dict(row.setting), "decor": "centre", "decor_lr": "0.0001"}
+    search = spec.trials(tmp_path)
+    assert spec.row_axes == ["decor", "data"] and spec.search_axes == ["lr", "decor_lr"]
+    # none and centre search 3 lrs, the oracle 5 (two below), each rule 3 lrs x 2 decor lrs, on 1 search seed; the
+    # two digits MLPs have no scaled, scaled_left or kappa rows; the deep MLP searches lr 0.05 too
+    assert len(search) == 3 * (2 * 3 + 5 + 5 * 6) + 2 * (2 * 3 + 5 + 2 * 6) + (2 + 2 * 2) and {
+        t.seed for t in search} == {100}
+    lrs = collections.defaultdict(set)
+    for t in search:
+        lrs[dict(t.setting)["decor"], dict(t.setting)["data"]].add(t.config.lr)
+    assert lrs["zca", "conv"] == {0.001, 0.003, 0.01, 0.03, 0.1} and lrs["whiten", "conv"] == {0.01, 0.03, 0.1}
+    assert lrs["whiten", "deep"] == lrs["none", "deep"] == {0.01, 0.03, 0.05, 0.1}
+    assert spec.seeds == [0, 1, 2] and len({t.key for t in search}) == len(search)
+    by_data = {dict(t.setting)["data"]: t.config for t in search}
+    assert {k: (c.dataset, c.rho if c.dataset == "correlated" else None, c.model, c.hidden)
+            for k, c in by_data.items()} == {
+        "corr0.5": ("correlated", 0.5, "mlp", (100,)), "corr0.99": ("correlated", 0.99, "mlp", (100,)),
+        "digits": ("digits", None, "mlp", (100,)), "conv": ("digits", None, "conv", (100,)),
+        "deep": ("digits", None, "mlp", (100, 100, 100, 100))}
+    assert {(t.config.val_frac, t.config.rule, t.config.backend, t.config.epochs) for t in search} == {
+        (0.1, "np", "float", 20)}
+    assert {dict(t.setting)["decor"] for t in search if dict(t.setting)["data"] == "conv"} == {
+        "none", "centre", "scaled", "scaled_left", "offdiag", "whiten", "kappa", "zca"}
+    view = row_view(spec)
+    rows = [SettingRow(key, {}) for key in dict.fromkeys(row_key(spec, t.setting) for t in search)]
+    assert len(rows) == 3 * 8 + 2 * 5
+    for row in rows:  # the p column's reference: centring on the same data
+        assert dict(reference_row(view, rows, row).setting) == {**dict(row.setting), "decor": "centre"}
 
 
 def test_run_folders_named_by_an_older_key_are_adopted_when_their_config_is_the_trials(tmp_path):

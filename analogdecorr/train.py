@@ -145,7 +145,7 @@ class Trainer:
                 )
         if loss_nonfinite:
             raise DivergenceError(
-                f"the training loss became NaN/Inf at {where} (weights and R are finite): the activations "
+                f"the loss became NaN/Inf at {where} (weights and R are finite): the activations "
                 f"overflowed; lower --lr ({self.cfg.lr:g}) or --decor-lr ({self.cfg.decor_lr:g}). "
                 "The last good checkpoint is kept."
             )
@@ -244,7 +244,14 @@ class Trainer:
                 bar.set_postfix(loss=f"{running / seen:.3f}")
             seconds = time.perf_counter() - t0
             self._diagnose(f"the end of epoch {epoch + 1}")
-            row = self._epoch_figures(epoch, lr, running / max(seen, 1), seconds)
+            try:
+                row = self._epoch_figures(epoch, lr, running / max(seen, 1), seconds)
+            except DataError:
+                # weights and R are finite (checked above); finite evaluation data that turns NaN/Inf inside the
+                # network is activations overflowing: the run diverged (a sweep records it so), not bad data
+                if all(bool(torch.isfinite(x).all()) for x in (d.x_train, d.x_val, d.x_test)):
+                    self._diagnose(f"the evaluation after epoch {epoch + 1}", loss_nonfinite=True)
+                raise
             for key, values in extra.items():  # the epoch's mean of each probe's finite measurements
                 finite = [v for v in values if math.isfinite(v)]
                 row[key] = sum(finite) / len(finite) if finite else float("nan")

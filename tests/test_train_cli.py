@@ -218,3 +218,21 @@ def test_analog_resume_continues_on_the_same_simulated_devices(tmp_path):
     for name in ("dwmin_up", "dwmin_down", "max_bound", "min_bound"):
         torch.testing.assert_close(restored[name], saved[f"0.linear.tile0.{name}"], rtol=0, atol=0)
     torch.testing.assert_close(fresh.net.layers[0].linear.get_weights()[0], saved["0.linear.weight"])
+
+
+def test_activations_overflowing_in_the_evaluation_are_a_divergence(tmp_path, monkeypatch):
+    """Finite weights whose activations overflow on the evaluation data (measured: a 4-hidden-layer NP run at lr 0.1
+    raised "layer 4's decorrelator: input batch contains NaN or Inf" after its epoch) are the run diverging."""
+    trainer = Trainer(small(tmp_path, "overflow", decor="centre", hidden="8,8", epochs=1), progress=False,
+                      log=lambda s: None)
+    original = Trainer._epoch_figures
+
+    def blow_up(self, *args):
+        with torch.no_grad():
+            for layer in self.net.layers[:2]:
+                self.backend.layer_weight(layer).fill_(1e30)  # finite, but 8 × 1e30 × 1e30 overflows float32
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainer, "_epoch_figures", blow_up)
+    with pytest.raises(DivergenceError, match=r"^the loss became NaN/Inf at the evaluation after epoch 1"):
+        trainer.run()

@@ -44,8 +44,9 @@ CENTRE = "centre"
 CENTRINGS = ("batch", "running")
 # Not a learning rule either: the oracle. R is the exact ZCA whitening (Σ + ε I)^(-1/2) of the layer's centred input
 # over the whole training set, set by ``refit_zca`` (the trainer calls it before every epoch, because hidden layers'
-# inputs move as the weights learn) and never changed by a forward pass: the upper bound a learned decorrelator can
-# reach. ε = zca_eps · mean eigenvalue of Σ keeps directions without variance (digits' constant pixels) finite.
+# inputs move as the weights learn) and never changed by a forward pass: the upper bound on how well a learned R can
+# decorrelate (not on accuracy: measured, NP trains worse with it than with the best learned rule).
+# ε = zca_eps · mean eigenvalue of Σ keeps directions without variance (digits' constant pixels) finite.
 ZCA = "zca"
 #: Decorrelator settings whose R no learning rule updates.
 FIXED_R = (CENTRE, ZCA)

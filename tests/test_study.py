@@ -20,12 +20,7 @@ from analogdecorr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
-SWEEP_A = """
-[sweep]
-name = "a"
-seeds = [0, 1]
-out = "sims/out/a"
-
+TINY_RUNS = """
 [base]
 dataset = "digits"
 hidden = [8]
@@ -37,22 +32,19 @@ drift_times = []
 decor = ["none", "centre"]
 """
 
+SWEEP_A = """
+[sweep]
+name = "a"
+seeds = [0, 1]
+out = "sims/out/a"
+""" + TINY_RUNS
+
 SWEEP_B = """
 [sweep]
 name = "b"
 seeds = [0]
 out = "sims/out/b"
-
-[base]
-dataset = "digits"
-hidden = [8]
-epochs = 1
-probe_size = 0
-drift_times = []
-
-[grid]
-decor = ["none", "centre"]
-
+""" + TINY_RUNS + """
 [tune]
 seeds = [100]
 rows = ["decor"]

@@ -50,6 +50,7 @@ means the earlier one in search order wins: list values in the order you prefer 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -240,11 +241,11 @@ def adopt_moved_runs(trials: Sequence[Trial]) -> int:
         for folder in sorted(parent.iterdir()):
             if not wanted:
                 break
-            if folder.name in keys or folder.name.startswith(".") or not (folder / RUN_CONFIG).is_file():
+            path = folder / RUN_CONFIG
+            if folder.name in keys or folder.name.startswith(".") or not path.is_file():
                 continue
-            try:
-                saved = {k: v for k, v in load_toml(folder / RUN_CONFIG).items() if k != "out"}
-            except ConfigError:
+            saved = _saved_config(str(path), path.stat().st_mtime_ns)
+            if saved is None:
                 continue
             for key, (trial, current) in wanted.items():
                 if saved.get("seed") == current["seed"] and not differing_keys(saved, current):
@@ -253,6 +254,16 @@ def adopt_moved_runs(trials: Sequence[Trial]) -> int:
                     moved += 1
                     break
     return moved
+
+
+@functools.lru_cache(maxsize=8192)
+def _saved_config(path: str, mtime_ns: int) -> dict[str, Any] | None:
+    """A run folder's config.toml without ``out`` (None if unreadable), parsed once per version of the file:
+    ``adopt_moved_runs`` looks at the same siblings for every tuned row's final trials. Callers must not mutate it."""
+    try:
+        return {k: v for k, v in load_toml(path).items() if k != "out"}
+    except ConfigError:
+        return None
 
 
 def load_sweep(path: str | Path) -> SweepSpec:

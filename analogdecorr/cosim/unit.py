@@ -76,9 +76,8 @@ class UnitPlan:
             shift = values["shift"] + round(2 * math.log2(scale))
             if shift < 0:
                 raise ConfigError(
-                    f"{layer}: its input scale {scale:g} makes the unit's step 2^{-shift} > 1 per sample at "
-                    f"decor_lr {self.notes.get('eta_float_per_row', 0) * self.notes.get('rows_per_update', 1):g}; "
-                    "lower decor_lr or give --unit-shift"
+                    f"{layer}: its input scale {scale:g} makes the unit's step 2^{-shift} > 1 per sample at this "
+                    "decor_lr; lower decor_lr or give --unit-shift"
                 )
             values["shift"] = shift
             if "r_frac" in self.follow_shift:

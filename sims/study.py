@@ -5,6 +5,9 @@ its own; finished runs are never run again. After the parts, every Markdown bloc
 ``<!-- study:NAME -->`` … ``<!-- /study:NAME -->`` that study.toml declares is replaced by the part's generated
 table (atomically), but only for parts that have finished every run: a doc never shows a half-run study. Every
 declared block must exist and every block in a declared doc must be declared, checked before anything runs.
+The ``[headline]`` declaration is one more block, ``<!-- study:headline -->``: one row per claim, each quoting a
+row of a part's summary (and its reference row, the difference and p); a claim whose part has runs left keeps the
+row the doc has.
 
     .venv/bin/python sims/study.py                       # everything (hours; resumes), then the docs
     .venv/bin/python sims/study.py --list                # parts, their runs and whether they are finished
@@ -54,6 +57,7 @@ class TableView:
     labels: dict[str, str] = field(default_factory=dict)
     rename: dict[str, str] = field(default_factory=dict)
     delta: Delta | None = None
+    order: list[str] = field(default_factory=list)  # sort the rows by these columns (see _value_order)
 
 
 @dataclass(frozen=True)
@@ -94,19 +98,46 @@ class Part:
         return [sys.executable, str(self.script), *self.args, *extra]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One row of the headline table: ``column`` of the row of ``part``'s summary.md whose cells match ``row``,
+    beside the row matching ``row`` updated by ``against`` (if given), their difference and the row's p."""
+
+    label: str
+    part: Part
+    row: dict[str, str]
+    column: str
+    against: dict[str, str] = field(default_factory=dict)
+    p: str | None = None  # the summary column holding the row's p-value against the `against` row
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The ``<!-- study:headline -->`` block of ``doc``: one row per claim, in declared order."""
+
+    doc: Path
+    claims: list[Claim]
+    marker: str = "headline"
+
+
 def load_declaration(path: Path, root: Path) -> list[Part]:
     """Every part of the declaration, checked (files exist, sweep files parse, tables well formed) before
     anything runs; ConfigError naming the part and the key otherwise."""
+    return load_study(path, root)[0]
+
+
+def load_study(path: Path, root: Path) -> tuple[list[Part], Headline | None]:
+    """The parts of the declaration and its [headline] (None without one), checked as load_declaration says."""
     from analogdecorr.config import load_toml
 
     try:
         data = load_toml(path)
     except ConfigError as e:
         raise ConfigError(str(e).replace("--config", "--file")) from None
-    unknown = set(data) - {"part"}
+    unknown = set(data) - {"part", "headline"}
     if unknown or not isinstance(data.get("part"), list) or not data["part"]:
-        raise ConfigError(f"{path}: expected [[part]] tables only (found {sorted(unknown) or 'no [[part]]'}); "
-                          "see the comment at the top of sims/study.toml")
+        raise ConfigError(f"{path}: expected [[part]] tables and one [headline] (found "
+                          f"{sorted(unknown) or 'no [[part]]'}); see the comment at the top of sims/study.toml")
     parts: list[Part] = []
     for i, raw in enumerate(data["part"]):
         parts.append(_part(raw, f"{path}: [[part]] {raw.get('name', f'#{i + 1}')}", root))
@@ -114,13 +145,18 @@ def load_declaration(path: Path, root: Path) -> list[Part]:
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
         raise ConfigError(f"{path}: two parts are named {dup!r}; give each part its own name")
-    return parts
+    headline = _headline(data["headline"], {p.name: p for p in parts}, f"{path}: [headline]", root) if (
+        "headline" in data) else None
+    return parts, headline
 
 
 _PART_KEYS = {"name", "sweep", "script", "args", "out", "outputs", "status", "tables_only", "jobs", "address",
               "table"}
-_TABLE_KEYS = {"view", "doc", "file", "section", "seeds", "rows", "columns", "labels", "rename", "delta"}
+_TABLE_KEYS = {"view", "doc", "file", "section", "seeds", "rows", "columns", "labels", "rename", "delta", "order"}
 _DELTA_KEYS = {"name", "of", "against", "by", "after"}
+_HEADLINE_KEYS = {"doc", "claim"}
+_CLAIM_KEYS = {"label", "part", "row", "column", "against", "p"}
+P_OF = {"p test": "test acc @ sel."}  # a tuned summary's p column → the column it tests (`p`: the metric's)
 
 
 def _part(raw: dict[str, Any], where: str, root: Path) -> Part:
@@ -189,6 +225,7 @@ def _view(raw: dict[str, Any], part: Part, where: str, root: Path) -> TableView:
         labels={str(k): str(v) for k, v in raw.get("labels", {}).items()},
         rename={str(k): str(v) for k, v in raw.get("rename", {}).items()},
         delta=_delta(raw["delta"], where) if "delta" in raw else None,
+        order=_strings(raw.get("order", []), "order", where),
     )
 
 
@@ -199,6 +236,54 @@ def _delta(raw: Any, where: str) -> Delta:
         raise ConfigError(f"{where}: needs name, of (a CSV column) and against = {{ axis = \"label\" }}")
     return Delta(str(raw["name"]), str(raw["of"]), {str(k): str(v) for k, v in raw["against"].items()},
                  _strings(raw.get("by", []), "by", where), raw.get("after"))
+
+
+def _headline(raw: Any, parts: dict[str, Part], where: str, root: Path) -> Headline:
+    _keys(raw, _HEADLINE_KEYS, where)
+    if "doc" not in raw or not isinstance(raw.get("claim"), list) or not raw["claim"]:
+        raise ConfigError(f"{where}: needs doc = \"FILE.md\" and [[headline.claim]] entries")
+    if "headline" in parts:
+        raise ConfigError(f"{where}: a part is named 'headline', the headline's marker; rename the part")
+    claims = [_claim(c, parts, f"{where} claim {i + 1}") for i, c in enumerate(raw["claim"])]
+    labels = [c.label for c in claims]
+    dup = next((n for n in labels if labels.count(n) > 1), None)
+    if dup:
+        raise ConfigError(f"{where}: two claims are labelled {dup!r} (a kept row is found by its label)")
+    return Headline(_file(root, raw["doc"], "doc", where), claims)
+
+
+def _claim(raw: Any, parts: dict[str, Part], where: str) -> Claim:
+    _keys(raw, _CLAIM_KEYS, where)
+    missing = [k for k in ("label", "part", "row", "column") if k not in raw]
+    if missing:
+        raise ConfigError(f"{where}: needs {', '.join(missing)} (label, part, row = {{ column = \"value\" }}, "
+                          "column)")
+    label = str(raw["label"])
+    where = f"{where} ({label!r})"
+    if "|" in label or not label.strip():
+        raise ConfigError(f"{where}: label must be non-empty text without |")
+    part = parts.get(str(raw["part"]))
+    if part is None:
+        raise ConfigError(f"{where}: part = {raw['part']!r} is not a part; parts: {', '.join(parts)}")
+    for key in ("row", "against"):
+        if not isinstance(raw.get(key, {}), dict) or (key == "row" and not raw[key]):
+            raise ConfigError(f"{where}: {key} must be a table such as {{ decor = \"centre\" }}")
+    row = {str(k): str(v) for k, v in raw["row"].items()}
+    against = {str(k): str(v) for k, v in raw.get("against", {}).items()}
+    p = raw.get("p")
+    if p is not None:  # the summary's p is against the sweep's baseline row: quote it only beside that row
+        spec = part.spec
+        tested = P_OF.get(str(p), spec.metric if spec is not None and p == "p" else None)
+        if spec is None or not spec.baseline or tested is None:
+            raise ConfigError(f"{where}: p = {p!r}: a sweep part's \"p\" (its metric) or \"p test\" (test acc "
+                              "@ sel.) against its [sweep] baseline")
+        if tested != raw["column"]:
+            raise ConfigError(f"{where}: p = {p!r} tests {tested!r}, not column = {raw['column']!r}")
+        if not against or set(against) - set(spec.baseline) or any(
+                {**row, **against}.get(k) != v for k, v in spec.baseline.items()):
+            raise ConfigError(f"{where}: p = {p!r} is against the sweep's baseline "
+                              f"{spec.baseline}; set against = that baseline (and nothing else)")
+    return Claim(label, part, row, str(raw["column"]), against, None if p is None else str(p))
 
 
 def _keys(raw: Any, valid: set[str], where: str) -> None:
@@ -282,13 +367,16 @@ def find_blocks(text: str, doc: Path) -> dict[str, Block]:
     return blocks
 
 
-def check_markers(parts: Sequence[Part]) -> None:
-    """Every declared table has its marker pair in its doc, and every marker pair of a declared doc belongs to
-    a declared table; ConfigError naming the file and the marker otherwise (before anything runs)."""
+def check_markers(parts: Sequence[Part], headline: Headline | None = None) -> None:
+    """Every declared table (and the headline) has its marker pair in its doc, and every marker pair of a
+    declared doc belongs to a declared table; ConfigError naming the file and the marker otherwise (before
+    anything runs)."""
     by_doc: dict[Path, set[str]] = {}
     for p in parts:
         for v in p.tables:
             by_doc.setdefault(v.doc, set()).add(v.marker)
+    if headline is not None:
+        by_doc.setdefault(headline.doc, set()).add(headline.marker)
     for doc, markers in by_doc.items():
         blocks = find_blocks(doc.read_text(encoding="utf-8"), doc)
         for m in sorted(markers):
@@ -404,6 +492,12 @@ def build_table(part: Part, view: TableView) -> str:
         if col not in table.header:
             raise ConfigError(f"{where}: no column {col!r}; columns: {', '.join(table.header)}")
         table.rows = [r for r in table.rows if r[table.header.index(col)] in view.rows[col]]
+    for col in reversed(view.order):  # stable sorts, last key first: rows grouped by the first column
+        if col not in table.header:
+            raise ConfigError(f"{where}: order: no column {col!r}; columns: {', '.join(table.header)}")
+        i = table.header.index(col)
+        rank = {v: k for k, v in enumerate(_value_order(part, view, col, [r[i] for r in table.rows]))}
+        table.rows.sort(key=lambda r, i=i, rank=rank: rank[r[i]])
     if view.delta is not None:
         add_delta(table, view.delta, part.out / Path(view.file).with_suffix(".csv"), where)
     for col in view.columns or []:
@@ -415,6 +509,16 @@ def build_table(part: Part, view: TableView) -> str:
     table.rows = [[view.labels.get(r[0], r[0]), *r[1:]] for r in table.rows]
     table.header = [view.rename.get(h, h) for h in table.header]
     return table.markdown()
+
+
+def _value_order(part: Part, view: TableView, col: str, values: list[str]) -> list[str]:
+    """The order of ``col``'s values for ``order``: the view's ``rows`` list for that column, else the sweep's
+    axis of that name (its values as the sweep file lists them), else the order the table has them in."""
+    listed = view.rows.get(col)
+    if listed is None and part.spec is not None:
+        listed = next(([lab for lab, _ in opts] for name, opts in part.spec.all_axes if name == col), None)
+    listed = list(listed or [])
+    return listed + [v for v in dict.fromkeys(values) if v not in listed]
 
 
 def add_delta(table: Table, delta: Delta, csv_path: Path, where: str) -> None:
@@ -455,6 +559,105 @@ def add_delta(table: Table, delta: Delta, csv_path: Path, where: str) -> None:
     table.header.insert(at, delta.name)
     for r, c in zip(table.rows, cells, strict=True):
         r.insert(at, c)
+
+
+# ------------------------------------------------------------------------------------------- headline
+HEADLINE_HEADER = ["claim", "measured", "Δ (points)", "p", "source"]
+_CSV_OF = {"test acc @ sel.": "test_acc_selected_mean", "test acc (last)": "test_acc_last_mean"}
+
+
+def headline_table(headline: Headline, done: set[str], text: str, root: Path) -> tuple[str, list[str], list[str]]:
+    """The headline block's table for the doc ``text``: a claim of a finished part (``done``) from its summary,
+    any other claim as the block has it (found by its label; else 'not measured yet'). Returns (Markdown,
+    notes on the rows kept, errors: a claim that cannot be built keeps its row)."""
+    doc = headline.doc
+    kept: dict[str, list[str]] = {}
+    block = find_blocks(text, doc).get(headline.marker)
+    if block is not None:
+        inner = [line.strip() for line in text.splitlines()[block.start + 1: block.end]]
+        try:
+            old = markdown_table("\n".join(inner), None, str(doc))
+            kept = {r[0]: r for r in old.rows if len(r) == len(HEADLINE_HEADER)}
+        except ConfigError:  # an empty block: nothing to keep
+            pass
+    rows, notes, errors = [], [], []
+    summaries: dict[str, tuple[Table, list[dict[str, str]]]] = {}
+    for claim in headline.claims:
+        source = f"`{_rel(claim.part.sweep or claim.part.script, root)}`"
+        if claim.part.name in done:
+            try:
+                rows.append(claim_row(claim, summaries, source))
+                continue
+            except ConfigError as e:
+                errors.append(str(e))
+        else:
+            notes.append(f"{_rel(doc, root)}: study:headline row {claim.label!r} kept (part {claim.part.name} "
+                         "did not finish in this call)")
+        rows.append(kept.get(claim.label, [claim.label, "not measured yet", "", "", source]))
+    return Table(list(HEADLINE_HEADER), rows).markdown(), notes, errors
+
+
+def claim_row(claim: Claim, summaries: dict[str, tuple[Table, list[dict[str, str]]]], source: str) -> list[str]:
+    """One headline row from the claim's part's summary.md (figures as printed) and summary.csv (the
+    difference, from unrounded means)."""
+    import csv
+
+    part = claim.part
+    where = f"headline claim {claim.label!r} (part {part.name})"
+    if part.name not in summaries:
+        md, csv_path = part.out / "summary.md", part.out / "summary.csv"
+        if not md.is_file() or not csv_path.is_file():
+            raise ConfigError(f"{where}: {md} or its summary.csv does not exist yet; run sims/study.py --only "
+                              f"{part.name} (or --tables-only)")
+        with open(csv_path, encoding="utf-8", newline="") as f:
+            summaries[part.name] = (markdown_table(md.read_text(encoding="utf-8"), None, f"{where}: {md}"),
+                                    list(csv.DictReader(f)))
+    table, data = summaries[part.name]
+
+    def pick(labels: dict[str, str]) -> list[str]:
+        for col in [*labels, claim.column, *([claim.p] if claim.p else [])]:
+            if col not in table.header:
+                raise ConfigError(f"{where}: summary.md has no column {col!r}; columns: {', '.join(table.header)}")
+        found = [r for r in table.rows if all(r[table.header.index(k)] == v for k, v in labels.items())]
+        if len(found) != 1:
+            raise ConfigError(f"{where}: {len(found)} rows of summary.md match {labels}; give labels that pick "
+                              "exactly one")
+        return found[0]
+
+    def figure(r: list[str]) -> str:
+        return r[table.header.index(claim.column)].removesuffix(" *")  # the best-setting mark is not a figure
+
+    row = pick(claim.row)
+    measured, delta = figure(row), ""
+    if claim.against:
+        ref_labels = {**claim.row, **claim.against}
+        measured += f" vs {figure(pick(ref_labels))}"
+        delta = _claim_delta(part, claim.column, claim.row, ref_labels, data, where)
+    p = row[table.header.index(claim.p)] if claim.p else ""
+    return [claim.label, measured, delta, p, source]
+
+
+def _claim_delta(part: Part, column: str, labels: dict[str, str], ref: dict[str, str], data: list[dict[str, str]],
+                 where: str) -> str:
+    """(row − reference) × 100 of ``column``'s unrounded mean in summary.csv, one decimal with its sign."""
+    import math
+
+    name = _CSV_OF.get(column, f"{column}_mean" if part.spec is not None and column == part.spec.metric else None)
+    if name is None or (data and name not in data[0]):
+        raise ConfigError(f"{where}: no unrounded mean of {column!r} in summary.csv to take a difference of")
+
+    def value(want: dict[str, str]) -> float:
+        missing = [k for k in want if data and k not in data[0]]
+        if missing:
+            raise ConfigError(f"{where}: summary.csv has no column {missing[0]!r} to find the row by")
+        found = [r for r in data if all(r[k] == v for k, v in want.items())]
+        try:
+            return float(found[0][name]) if len(found) == 1 else math.nan
+        except ValueError:
+            return math.nan
+
+    diff = (value(labels) - value(ref)) * 100
+    return "–" if math.isnan(diff) else f"{diff:+.1f}"
 
 
 # --------------------------------------------------------------------------------------------- status
@@ -551,15 +754,18 @@ def _stamp(paths: Sequence[Path]) -> dict[Path, tuple[int, int] | None]:
     return out
 
 
-def refresh_docs(parts: Sequence[Part], done: set[str], root: Path, *,
-                 write: bool) -> tuple[list[Path], list[str], list[str]]:
-    """Replace the blocks of the finished parts (``done``) in their docs; returns (docs changed, notes on the
-    blocks kept, errors). A table that cannot be built keeps its block and is an error; the other blocks are
-    still rewritten. With ``write=False`` nothing is written (a dry run)."""
+def refresh_docs(parts: Sequence[Part], done: set[str], root: Path, *, write: bool,
+                 headline: Headline | None = None) -> tuple[list[Path], list[str], list[str]]:
+    """Replace the blocks of the finished parts (``done``) in their docs, and the headline's rows of those
+    parts; returns (docs changed, notes on the blocks and rows kept, errors). A table that cannot be built keeps
+    its block and is an error; the other blocks are still rewritten. With ``write=False`` nothing is written
+    (a dry run)."""
     by_doc: dict[Path, list[tuple[Part, TableView]]] = {}
     for p in parts:
         for v in p.tables:
             by_doc.setdefault(v.doc, []).append((p, v))
+    if headline is not None:
+        by_doc.setdefault(headline.doc, [])
     changed, kept, errors = [], [], []
     for doc, views in by_doc.items():
         old = text = doc.read_text(encoding="utf-8")
@@ -571,6 +777,11 @@ def refresh_docs(parts: Sequence[Part], done: set[str], root: Path, *,
                 text = replace_block(text, doc, v.marker, build_table(p, v))
             except ConfigError as e:
                 errors.append(str(e))
+        if headline is not None and headline.doc == doc:
+            table, notes, errs = headline_table(headline, done, text, root)
+            text = replace_block(text, doc, headline.marker, table)
+            kept += notes
+            errors += errs
         if text != old:
             if write:
                 write_text(doc, text)
@@ -614,9 +825,9 @@ def _main(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs} must be >= 1")
     root = args.root.resolve()
-    declared = load_declaration(args.file, root)
+    declared, headline = load_study(args.file, root)
     parts = select_parts(declared, args.only)
-    check_markers(declared)
+    check_markers(declared, headline)
     n = len(parts)
     if args.list or args.dry_run:
         done = set()
@@ -630,7 +841,7 @@ def _main(args: argparse.Namespace) -> int:
                 print(f"      writes {_rel(part.out, root)}/{{{', '.join(part.outputs)}}}; tables: "
                       + (", ".join(f"study:{v.marker} in {_rel(v.doc, root)}" for v in part.tables) or "none"))
         if args.dry_run:
-            changed, kept, errors = refresh_docs(parts, done, root, write=False)
+            changed, kept, errors = refresh_docs(parts, done, root, write=False, headline=headline)
             for doc in changed:
                 print(f"would rewrite {_rel(doc, root)}")
             for note in kept:
@@ -665,7 +876,7 @@ def _main(args: argparse.Namespace) -> int:
             done.add(part.name)
         print(f"[{i}/{n}] {part.name}: {st.finished}/{st.runs} runs finished, "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-    changed, kept, errors = refresh_docs(parts, done, root, write=True)
+    changed, kept, errors = refresh_docs(parts, done, root, write=True, headline=headline)
     after = _stamp(outputs)
     rewrote = [p for p in outputs if after[p] is not None and after[p] != before[p]] + changed
     print("rewrote:" if rewrote else "rewrote nothing")

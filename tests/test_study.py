@@ -341,8 +341,11 @@ def test_bad_declarations_and_unknown_parts_are_one_line_errors(tmp_path, capsys
 
 
 def test_the_repository_declaration_and_its_markers_check(capsys):
-    parts = study.load_declaration(study.DECLARATION, REPO)
-    study.check_markers(parts)
+    parts, headline = study.load_study(study.DECLARATION, REPO)
+    study.check_markers(parts, headline)
+    assert headline is not None and headline.doc == REPO / "README.md"
+    assert {c.part.name for c in headline.claims} >= {"correlated_tuned", "mnist1d_tuned", "paper_digits",
+                                                      "paper_digits_code", "where_decorrelation_matters"}
     assert [p.name for p in parts][:3] == ["correlated_tuned", "mnist1d_tuned", "paper_digits"]
     assert {v.marker for p in parts for v in p.tables} >= {"correlated_tuned", "mnist1d_tuned", "paper_digits",
                                                            "error_budget/digits", "error_budget/mnist1d"}
@@ -409,3 +412,179 @@ def test_a_table_that_cannot_be_built_keeps_its_block_and_the_others_are_written
     assert err.startswith("error: ") and "no column 'nope'" in err and err.count("\n") == 1
     doc = (root / "docs" / "README.md").read_text()
     assert "<!-- study:b -->\n<!-- /study:b -->" in doc and "| two | 2 |" in doc  # b kept, toy written
+
+
+# ------------------------------------------------------------------ row order and the headline (no runs)
+GRID_SWEEP = """
+[sweep]
+name = "{name}"
+seeds = [0, 1]
+baseline = {{ decor = "centre" }}
+out = "sims/out/{name}"
+
+[base]
+hidden = [8]
+
+[grid]
+decor = ["none", "centre", "offdiag"]
+
+[grid.data]                                   # listed z before a: the order is the file's, not the alphabet's
+z = {{ dataset = "digits" }}
+a = {{ dataset = "mnist1d" }}
+"""
+
+# decor-major, as the sweep writes it; `*` marks the best setting, which a quoted figure must not carry
+SUMMARY_MD = """# Sweep s
+
+| decor | data | seeds | val_acc | p test | test acc @ sel. |
+| --- | --- | --- | --- | --- | --- |
+| none | z | 2/2 | 0.400 ± 0.010 | 0.020 | 0.410 ± 0.010 |
+| none | a | 2/2 | 0.300 ± 0.010 | 0.500 | 0.310 ± 0.010 |
+| centre | z | 2/2 | 0.500 ± 0.020 | – | 0.500 ± 0.020 |
+| centre | a | 2/2 | 0.320 ± 0.010 | – | 0.320 ± 0.010 |
+| offdiag | z | 2/2 | 0.600 ± 0.010 * | 0.004 | 0.600 ± 0.010 * |
+| offdiag | a | 1/2 (1 diverged) | 0.330 | – | 0.330 |
+"""
+
+# unrounded means: offdiag z − centre z is +10.1 points here, not the +10.0 the rounded table would give
+SUMMARY_CSV = """decor,data,seeds,test_acc_selected_mean
+none,z,2,0.41
+none,a,2,0.31
+centre,z,2,0.4996
+centre,a,2,0.32
+offdiag,z,2,0.6004
+offdiag,a,2,0.33
+"""
+
+HEADLINE_DOC = """# R
+
+<!-- study:headline -->
+
+| claim | measured | Δ (points) | p | source |
+| --- | --- | --- | --- | --- |
+| z: offdiag vs centring | 0.1 vs 0.1 | +0.0 | 1 | `old` |
+| u: kept | 0.777 ± 0.001 | | | `sims/u.toml` |
+
+<!-- /study:headline -->
+
+Prose after.
+"""
+
+HEADLINE = """
+[[part]]
+name = "s"
+sweep = "sims/s.toml"
+
+[[part]]
+name = "u"
+sweep = "sims/u.toml"
+
+[headline]
+doc = "docs/R.md"
+
+[[headline.claim]]
+label = "z: offdiag vs centring"
+part = "s"
+row = {{ data = "z", decor = "offdiag" }}
+column = "test acc @ sel."
+against = {{ decor = "centre" }}
+p = "p test"
+
+[[headline.claim]]
+label = "a: centring"
+part = "s"
+row = {{ data = "a", decor = "centre" }}
+column = "val_acc"
+{extra}
+[[headline.claim]]
+label = "u: kept"
+part = "u"
+row = {{ decor = "none" }}
+column = "test acc @ sel."
+
+[[headline.claim]]
+label = "u: never measured"
+part = "u"
+row = {{ decor = "centre" }}
+column = "test acc @ sel."
+"""
+
+
+def headline_root(tmp_path: Path, extra: str = "") -> Path:
+    (tmp_path / "sims" / "out" / "s").mkdir(parents=True)
+    (tmp_path / "docs").mkdir()
+    for name in ("s", "u"):
+        (tmp_path / "sims" / f"{name}.toml").write_text(GRID_SWEEP.format(name=name))
+    (tmp_path / "sims" / "out" / "s" / "summary.md").write_text(SUMMARY_MD)
+    (tmp_path / "sims" / "out" / "s" / "summary.csv").write_text(SUMMARY_CSV)
+    (tmp_path / "sims" / "study.toml").write_text(HEADLINE.format(extra=extra))
+    (tmp_path / "docs" / "R.md").write_text(HEADLINE_DOC)
+    return tmp_path
+
+
+def test_order_groups_rows_by_the_sweeps_axis_order_or_by_the_rows_list(tmp_path):
+    root = headline_root(tmp_path)
+    part = study.load_declaration(root / "sims" / "study.toml", root)[0]
+    doc = root / "docs" / "R.md"
+
+    def firsts(**kw) -> list[str]:
+        table = study.build_table(part, study.TableView(marker="s", doc=doc, **kw))
+        return [" ".join(r.strip("| ").split(" | ")[:2]) for r in table.splitlines()[2:]]
+
+    # data in the sweep file's order (z, a: not sorted by name), decor within it in the axis order
+    assert firsts(order=["data", "decor"]) == ["none z", "centre z", "offdiag z", "none a", "centre a", "offdiag a"]
+    # a rows list orders its column's values (and keeps only those)
+    assert firsts(order=["data", "decor"], rows={"decor": ["offdiag", "none"]}) == [
+        "offdiag z", "none z", "offdiag a", "none a"]
+    assert firsts(order=["decor"], columns=["data", "decor"]) == ["z none", "a none", "z centre", "a centre",
+                                                                  "z offdiag", "a offdiag"]
+    with pytest.raises(ConfigError, match="order: no column 'rule'; columns: decor, data"):
+        firsts(order=["rule"])
+
+
+def test_headline_quotes_finished_parts_and_keeps_the_rows_of_the_others(tmp_path):
+    root = headline_root(tmp_path)
+    parts, headline = study.load_study(root / "sims" / "study.toml", root)
+    study.check_markers(parts, headline)
+    changed, kept, errors = study.refresh_docs(parts, {"s"}, root, write=True, headline=headline)
+    assert errors == [] and changed == [root / "docs" / "R.md"]
+    text = (root / "docs" / "R.md").read_text()
+    rows = text.split("<!-- study:headline -->\n\n")[1].split("\n\n<!-- /study:headline -->")[0].splitlines()
+    assert rows == [
+        "| claim | measured | Δ (points) | p | source |",
+        "| --- | --- | --- | --- | --- |",
+        "| z: offdiag vs centring | 0.600 ± 0.010 vs 0.500 ± 0.020 | +10.1 | 0.004 | `sims/s.toml` |",
+        "| a: centring | 0.320 ± 0.010 |  |  | `sims/s.toml` |",
+        "| u: kept | 0.777 ± 0.001 |  |  | `sims/u.toml` |",  # part u did not finish: the doc's row
+        "| u: never measured | not measured yet |  |  | `sims/u.toml` |",
+    ]
+    assert text.endswith("Prose after.\n")
+    assert [n.split("'")[1] for n in kept] == ["u: kept", "u: never measured"]
+    # a second call changes nothing; with s unfinished too, every row is kept as it now is
+    assert study.refresh_docs(parts, {"s"}, root, write=True, headline=headline)[0] == []
+    assert study.refresh_docs(parts, set(), root, write=True, headline=headline)[0] == []
+
+
+def test_a_claim_that_picks_no_single_row_is_an_error_and_keeps_its_row(tmp_path):
+    root = headline_root(tmp_path)
+    decl = root / "sims" / "study.toml"
+    decl.write_text(decl.read_text().replace('row = { data = "z", decor = "offdiag" }', 'row = { decor = "offdiag" }'))
+    parts, headline = study.load_study(decl, root)
+    _, _, errors = study.refresh_docs(parts, {"s"}, root, write=True, headline=headline)
+    assert errors == ["headline claim 'z: offdiag vs centring' (part s): 2 rows of summary.md match "
+                      "{'decor': 'offdiag'}; give labels that pick exactly one"]
+    assert "| z: offdiag vs centring | 0.1 vs 0.1 | +0.0 | 1 | `old` |" in (root / "docs" / "R.md").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('against = { decor = "none" }\np = "p test"\n', "p = 'p test' tests 'test acc @ sel.', not column = 'val_acc'"),
+    ('p = "p"\n', "p = 'p' is against the sweep's baseline {'decor': 'centre'}; set against = that baseline"),
+    ('against = { data = "z" }\np = "p"\n', "p = 'p' is against the sweep's baseline"),
+    ('against = { decor = "centre", data = "z" }\np = "p"\n', "p = 'p' is against the sweep's baseline"),
+    ('figure = "x"\n', "unknown key 'figure'"),
+])
+def test_a_p_value_is_quoted_only_beside_the_row_it_was_computed_against(tmp_path, extra, message):
+    root = headline_root(tmp_path, extra)
+    with pytest.raises(ConfigError, match="claim 2") as e:
+        study.load_study(root / "sims" / "study.toml", root)
+    assert message in str(e.value) and "\n" not in str(e.value)

@@ -124,3 +124,41 @@ def test_val_best_minus_last_is_each_seeds_fall_from_its_best_validation_epoch_t
         assert [c.strip() for c in line.strip("|").split("|")][column] == "0.050 ± 0.071"
         table = next(csv.DictReader(io.StringIO(csv_text(spec, [row]))))
         assert float(table["val_best_minus_last_mean"]) == pytest.approx(0.05)
+
+
+def test_cond_column_is_the_median_over_seeds_of_the_first_and_last_layer_at_the_selected_epoch(tmp_path):
+    """The appended `cond ⟨zzᵀ⟩ L0 / last` column: per seed results.json's zz_cond at the best-validation epoch
+    (not the last), first and last layer (not a middle one), then the median over the seeds (not the mean); a
+    row whose runs did not record zz_cond shows –, and a sweep where none did has no such column."""
+    from types import SimpleNamespace
+
+    from analogdecorr.sweep.summary import COND_COLUMN, add_run
+
+    spec = _spec()
+    rows = [SettingRow((("variant", v), ("lr", "0.1")), {}) for v in ("A", "B")]
+    # (first, middle, last) at the best epoch 2; the last epoch's values must not be read
+    firsts, lasts = [10.0, 2.0, 3.0], [400.0, 100.0, 1e6]
+    for seed in range(3):
+        out = tmp_path / f"s{seed}"
+        out.mkdir()
+        epochs = [{"epoch": e, "val_acc": acc, "test_acc": acc} for e, acc in ((1, 0.2), (2, 0.6), (3, 0.4))]
+        epochs[1]["zz_cond"] = [firsts[seed], 7.0, lasts[seed]]
+        epochs[2]["zz_cond"] = [99.0, 99.0, 99.0]
+        (out / "results.json").write_text(json.dumps({"epochs": epochs}))
+        add_run(rows[0], SimpleNamespace(out=out, config=SimpleNamespace(epochs=3)), "validation", "val_acc")
+        plain = tmp_path / f"plain{seed}"
+        plain.mkdir()
+        (plain / "results.json").write_text(json.dumps({"epochs": [{k: v for k, v in r.items() if k != "zz_cond"}
+                                                                     for r in epochs]}))
+        add_run(rows[1], SimpleNamespace(out=plain, config=SimpleNamespace(epochs=3)), "validation", "val_acc")
+    md = markdown(spec, rows).splitlines()
+    head = next(line for line in md if line.startswith("| variant"))
+    header = [c.strip() for c in head.strip("|").split("|")]
+    assert header[-2:] == ["settings", COND_COLUMN]  # appended after every existing column
+    cells = {line.split(" | ")[0]: [c.strip() for c in line.strip("|").split("|")] for line in md
+             if line.startswith("| A ") or line.startswith("| B ")}
+    assert cells["| A"][-1] == "3 / 400" and cells["| B"][-1] == "–"
+    table = list(csv.DictReader(io.StringIO(csv_text(spec, rows))))
+    assert float(table[0]["zz_cond_first_median"]) == 3.0 and float(table[0]["zz_cond_last_median"]) == 400.0
+    assert table[1]["zz_cond_first_median"] == ""
+    assert COND_COLUMN not in markdown(spec, rows[1:]) and "zz_cond" not in csv_text(spec, rows[1:])

@@ -2,7 +2,9 @@
 
 Each run's epoch is its best-validation epoch (``select = "validation"``) or its last; the row gives the sweep's
 metric there, the test accuracy there (test accuracy is never used to choose anything) and at the last epoch,
-and how far validation accuracy fell from its best epoch to the last (best − last: what a run forgot).
+and how far validation accuracy fell from its best epoch to the last (best − last: what a run forgot). When the
+runs recorded the decorrelated inputs' spectra (``zz_cond`` in results.json), a last column gives the condition
+number of the first and the last layer's ⟨z zᵀ⟩ at the selected epoch, median over the seeds.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from ..atomic import atomic_write
 from ..results import run_summary
 from .spec import DIVERGED, RESULTS, SweepSpec, Trial
 
+COND_COLUMN = "cond ⟨zzᵀ⟩ L0 / last"  # the summary's column for results.json's zz_cond (first / last layer)
+
 
 @dataclass
 class SettingRow:
@@ -39,12 +43,18 @@ class SettingRow:
     test_last: list[float] = field(default_factory=list)
     epoch: list[int] = field(default_factory=list)
     curves: list[list[float]] = field(default_factory=list)  # metric per epoch, per seed
+    zz_cond: list[tuple[float, float]] = field(default_factory=list)  # (first, last layer) at the selected epoch
     chosen: str | None = None  # a tuned row: its chosen setting (or how far its search is), else None
 
     @property
     def gap(self) -> list[float]:
         """Per seed, best − last validation accuracy (0 for a run that ends at its best; NaN without one)."""
         return [a - b for a, b in zip(self.val_best, self.val_last, strict=True)]
+
+    @property
+    def cond(self) -> tuple[float, float]:
+        """Median over the seeds that recorded it of the first and the last layer's cond ⟨z zᵀ⟩ (NaN: none)."""
+        return tuple(_median([c[i] for c in self.zz_cond]) for i in (0, 1))  # type: ignore[return-value]
 
     @property
     def settings_text(self) -> str:
@@ -100,6 +110,9 @@ def add_run(row: SettingRow, trial: Trial, select: str, metric: str) -> None:
     row.test_last.append(_num(data["epochs"][-1].get("test_acc")))
     row.epoch.append(int(chosen["epoch"]))
     row.curves.append([_num(r.get(metric)) for r in data["epochs"]])
+    cond = chosen.get("zz_cond")
+    if isinstance(cond, list) and cond:
+        row.zz_cond.append((_num(cond[0]), _num(cond[-1])))
 
 
 def best_row(spec: SweepSpec, rows: Sequence[SettingRow]) -> SettingRow | None:
@@ -154,6 +167,12 @@ def fmt_p(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
+def fmt_cond(cond: tuple[float, float]) -> str:
+    """A first / last layer condition-number pair, 3 significant digits each; – when not recorded."""
+    return "–" if all(math.isnan(c) for c in cond) else " / ".join(
+        "–" if math.isnan(c) else f"{c:.3g}" for c in cond)
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample std (ddof 1; 0 for one value) of the finite values; NaN for none."""
     vals = [v for v in values if math.isfinite(v)]
@@ -196,12 +215,18 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
     tuned = any(r.chosen is not None for r in rows)
     if tuned:  # nothing is chosen from this table any more: the reported figure gets its own test
         lines[-2] += " `p test`: the same test on test accuracy at the selected epoch."
+    conds = any(r.zz_cond for r in rows)
+    if conds:
+        lines[-2] += (f" `{COND_COLUMN}`: the condition number of the centred ⟨z zᵀ⟩ of the first and the last "
+                      "layer's decorrelated input at the selected epoch (results.json's zz_cond), median over "
+                      "the seeds (– where the runs did not record it).")
     if note:
         lines += [note, ""]
     names = spec.axis_names
     p_test = p_values(spec, rows, "test_selected") if tuned else []
     head = [*names, *(["chosen"] if tuned else []), "seeds", spec.metric, "p", "test acc @ sel.",
-            *(["p test"] if tuned else []), "epoch", "test acc (last)", "val best − last", "settings"]
+            *(["p test"] if tuned else []), "epoch", "test acc (last)", "val best − last", "settings",
+            *([COND_COLUMN] if conds else [])]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for i, (r, p) in enumerate(zip(rows, ps, strict=True)):
         labels = dict(r.setting)
@@ -210,7 +235,7 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
         mark = " *" if r is best else ""
         cells = [labels[n] for n in names] + ([r.chosen or "–"] if tuned else []) + [
             seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), *([fmt_p(p_test[i])] if tuned else []),
-            ep, fmt(r.test_last), fmt(r.gap), f"`{r.settings_text}`"]
+            ep, fmt(r.test_last), fmt(r.gap), f"`{r.settings_text}`", *([fmt_cond(r.cond)] if conds else [])]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines += ["", f"Best setting: {' '.join(f'{k}={v}' for k, v in best.setting)} ({best.settings_text}): "
@@ -224,11 +249,12 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     tuned = any(r.chosen is not None for r in rows)
+    conds = any(r.zz_cond for r in rows)
     w.writerow([*spec.axis_names, *(["chosen"] if tuned else []), "seeds", "done", "diverged",
                 f"{spec.metric}_mean", f"{spec.metric}_std", "p",
                 "test_acc_selected_mean", "test_acc_selected_std", *(["p_test"] if tuned else []), "epoch_mean",
                 "test_acc_last_mean", "test_acc_last_std", "val_best_minus_last_mean", "val_best_minus_last_std",
-                "settings"])
+                "settings", *(["zz_cond_first_median", "zz_cond_last_median"] if conds else [])])
     p_test = p_values(spec, rows, "test_selected") if tuned else [math.nan] * len(rows)
     for r, p, pt in zip(rows, p_values(spec, rows), p_test, strict=True):
         labels = dict(r.setting)
@@ -240,7 +266,7 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
         w.writerow([*(labels[n] for n in spec.axis_names), *([r.chosen or ""] if tuned else []), r.seeds,
                     r.done, r.diverged,
                     *(_cell(v) for v in (m, s, p, tm, ts, *([pt] if tuned else []), ep, lm, ls, gm, gs)),
-                    r.settings_text])
+                    r.settings_text, *((_cell(v) for v in r.cond) if conds else ())])
     return buf.getvalue()
 
 
@@ -331,6 +357,11 @@ def _is_number(text: str) -> bool:
 
 def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _median(values: Sequence[float]) -> float:
+    vals = [v for v in values if math.isfinite(v)]
+    return statistics.median(vals) if vals else math.nan
 
 
 def _cell(v: float) -> str:

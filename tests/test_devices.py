@@ -12,15 +12,15 @@ from analogdecorr.backends.analog import PulsedUpdater
 from analogdecorr.backends.presets import AnalogLinear, make_rpu_config
 from analogdecorr.config import resolve
 from analogdecorr.errors import ConfigError
-from analogdecorr.recipes import builtin_recipes, load_recipe
+from analogdecorr.recipes import builtin_recipes, load_recipe, recipe_name
 from analogdecorr.sweep import config_key, load_sweep
 
 COMPOUND = "ChoppedTTv2CapacitorPreset"
 SIMS = Path(__file__).resolve().parents[1] / "sims"
 #: recipe prefix -> the sweep file whose tuned rows wrote those recipes (sims/README_devices.md)
-DEVICE_RECIPES = {"mnist1d-np-ttv2-": "devices_mnist1d.toml", "digits-np-ttv2-": "devices_digits.toml",
-                  "np-mixedprec-": "devices_mixedprec.toml",
-                  "mnist1d-np-mixedprec-": "devices_mixedprec_mnist1d50.toml"}
+DEVICE_RECIPES = {"mnist1d-np-transfer": "devices_mnist1d.toml", "digits-np-transfer": "devices_digits.toml",
+                  "np-mixedprec": "devices_mixedprec.toml",
+                  "mnist1d-np-mixedprec": "devices_mixedprec_mnist1d50.toml"}
 
 
 def test_the_device_table_reaches_the_compound_its_groups_and_the_rpu_config_groups():
@@ -89,9 +89,9 @@ def test_the_device_recipes_are_settings_their_sweep_searched(prefix, sweep, tmp
     row: a recipe is what the validation search chose, not a hand edit."""
     spec = load_sweep(SIMS / sweep)
     search = {t.key: t for t in spec.trials(tmp_path)}
-    recipes = [name for name in builtin_recipes() if name.startswith(prefix)]
+    recipes = [name for name in builtin_recipes() if name.startswith(prefix + "-")]
     assert len(recipes) == len({tuple(dict(t.setting)[a] for a in spec.row_axes) for t in search.values()})
     for name in recipes:
         values = {k: v for k, v in load_recipe(name).items() if k != "out"}
         trial = search[config_key(resolve(values, {"seed": spec.tune.seeds[0]}))]
-        assert name == (prefix + "-".join(dict(trial.setting)[a] for a in spec.row_axes)).lower()
+        assert name == recipe_name(prefix, {a: dict(trial.setting)[a] for a in spec.row_axes})

@@ -19,6 +19,7 @@ row the doc has.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import subprocess
@@ -171,7 +172,9 @@ def _part(raw: dict[str, Any], where: str, root: Path) -> Part:
     part = Part(name=name, out=root, outputs=_strings(raw.get("outputs", []), "outputs", where), tables=[])
     if "sweep" in raw:
         part.sweep = _file(root, raw["sweep"], "sweep", where)
-        part.spec = load_sweep(part.sweep)
+        # the spec names its file as declared (relative to the root), not by this machine's absolute path:
+        # the name goes into chosen.toml and from there into every recipe's header
+        part.spec = dataclasses.replace(load_sweep(part.sweep), source=f"sweep file {raw['sweep']}")
         part.out = root / raw.get("out", part.spec.out or f"sims/out/{name}")
         extra = set(raw) & {"args", "status", "tables_only", "jobs", "address"}
         if extra:

@@ -167,7 +167,7 @@ def test_the_corr09_recipes_are_settings_their_study_searched(tmp_path, capsys):
     spec = load_sweep(ROOT / "sims" / "correlated_tuned.toml")
     search = {t.key: t for t in spec.trials(tmp_path)}
     corr = {n: p for n, p in builtin_recipes().items() if n.startswith("corr09-")}
-    assert len(corr) == 15  # 3 hardware x 5 decorrelation rows
+    assert len(corr) == 18  # 3 hardware x (5 decorrelation rows + the oracle)
     for name in corr:
         values = {k: v for k, v in load_recipe(name).items() if k != "out"}
         trial = search[config_key(resolve(values, {"seed": 100}))]

@@ -348,7 +348,12 @@ def test_the_repository_declaration_and_its_markers_check(capsys):
                                                       "paper_digits_code", "where_decorrelation_matters"}
     assert [p.name for p in parts][:3] == ["correlated_tuned", "mnist1d_tuned", "paper_digits"]
     assert {v.marker for p in parts for v in p.tables} >= {"correlated_tuned", "mnist1d_tuned", "paper_digits",
-                                                           "error_budget/digits", "error_budget/mnist1d"}
+                                                           "error_budget/digits", "error_budget/mnist1d",
+                                                           "devices_digits", "devices_mnist1d",
+                                                           "correlated_tuned/oracle", "where_decorrelation_matters"}
+    # a sweep part names its file as declared (it goes into chosen.toml and every recipe header), not by the
+    # absolute path of the checkout that ran it
+    assert next(p for p in parts if p.name == "correlated_tuned").spec.source == "sweep file sims/correlated_tuned.toml"
 
 
 # ------------------------------------------------------------------------------- time_to_accuracy.py

@@ -228,10 +228,13 @@ def test_an_invalid_searched_value_names_the_row_and_value_before_any_run(tmp_pa
 def test_the_tuned_study_file_expands(tmp_path):
     spec = load_sweep(Path(__file__).resolve().parents[1] / "sims" / "correlated_tuned.toml")
     search = spec.trials(tmp_path)
-    assert spec.row_axes == ["hardware", "decor"] and spec.search_axes == ["lr", "decor_lr"]
-    # none, centre and the zca oracle search 4 lrs (3 on ConstantStep), each decorrelation rule those x 2 decor
-    # lrs; 2 seeds
-    assert len(search) == (2 * (3 * 4 + 3 * 8) + (3 * 3 + 3 * 6)) * 2 and {t.seed for t in search} == {100, 101}
+    assert spec.row_axes == ["hardware", "decor"] and spec.search_axes == ["lr", "decor_lr", "zca_eps"]
+    # none and centre search 4 lrs (3 on ConstantStep), the zca oracle those x 2 eigenvalue floors, each
+    # decorrelation rule those x 2 decor lrs; 2 seeds
+    assert len(search) == (2 * (2 * 4 + 4 * 2 + 3 * 8) + (2 * 3 + 3 * 2 + 3 * 6)) * 2
+    assert {t.seed for t in search} == {100, 101}
+    assert {t.config.zca_eps for t in search if t.config.decor == "zca"} == {1e-3, 0.1}
+    assert {t.config.zca_eps for t in search if t.config.decor != "zca"} == {1e-3}
     assert {(t.config.backend, t.config.preset) for t in search} == {
         ("float", "IdealizedPreset"), ("analog", "FloatingPointPreset"), ("analog", "ConstantStep")}
     assert {(t.config.rho, t.config.n_features, t.config.hidden, t.config.epochs, t.config.rule)

@@ -524,17 +524,41 @@ def _value_order(part: Part, view: TableView, col: str, values: list[str]) -> li
     return listed + [v for v in dict.fromkeys(values) if v not in listed]
 
 
+def _summary_csv(path: Path, where: str) -> list[dict[str, str]]:
+    """The rows of a summary.csv (the unrounded twin of summary.md), one-line error when it is missing."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return list(csv.DictReader(f))
+    except OSError:
+        raise ConfigError(f"{where}: needs {path}, the CSV twin of the table's file; run sims/study.py --only "
+                          "the part (or --tables-only)") from None
+
+
+def _csv_value(data: list[dict[str, str]], labels: dict[str, str], column: str) -> float:
+    """``column`` of the one CSV row whose cells match ``labels``; NaN for none, several, or an empty cell."""
+    import math
+
+    found = [r for r in data if all(r[k] == v for k, v in labels.items())]
+    try:
+        return float(found[0][column]) if len(found) == 1 else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _points(value: float, reference: float) -> str:
+    """(value − reference) × 100, one decimal with its sign; – where either is missing."""
+    import math
+
+    diff = (value - reference) * 100
+    return "–" if math.isnan(diff) else f"{diff:+.1f}"
+
+
 def add_delta(table: Table, delta: Delta, csv_path: Path, where: str) -> None:
     """Insert ``delta``'s column into ``table``: (row − reference) × 100, one decimal with its sign; empty for
     the reference row itself, – where either value is missing."""
-    import csv
-    import math
-
-    try:
-        with open(csv_path, encoding="utf-8", newline="") as f:
-            data = list(csv.DictReader(f))
-    except OSError:
-        raise ConfigError(f"{where}: delta needs {csv_path}, the CSV twin of the table's file") from None
+    data = _summary_csv(csv_path, f"{where}: delta")
     keys = [*delta.by, *delta.against]
     for col in keys:
         if col not in table.header or (data and col not in data[0]):
@@ -542,19 +566,12 @@ def add_delta(table: Table, delta: Delta, csv_path: Path, where: str) -> None:
     if data and delta.of not in data[0]:
         raise ConfigError(f"{where}: delta: no column {delta.of!r} in {csv_path.name}; columns: {', '.join(data[0])}")
 
-    def value(labels: dict[str, str]) -> float:
-        row = next((r for r in data if all(r[k] == labels[k] for k in keys)), None)
-        try:
-            return float(row[delta.of]) if row is not None else math.nan
-        except ValueError:
-            return math.nan
-
     cells = []
     for r in table.rows:
         labels = {k: r[table.header.index(k)] for k in keys}
         ref = {**labels, **delta.against}
-        diff = (value(labels) - value(ref)) * 100
-        cells.append("" if labels == ref else ("–" if math.isnan(diff) else f"{diff:+.1f}"))
+        cells.append("" if labels == ref else _points(_csv_value(data, labels, delta.of),
+                                                        _csv_value(data, ref, delta.of)))
     if delta.after is not None and delta.after not in table.header:
         raise ConfigError(f"{where}: delta: after = {delta.after!r} is not a column; columns: "
                           f"{', '.join(table.header)}")
@@ -603,8 +620,6 @@ def headline_table(headline: Headline, done: set[str], text: str, root: Path) ->
 def claim_row(claim: Claim, summaries: dict[str, tuple[Table, list[dict[str, str]]]], source: str) -> list[str]:
     """One headline row from the claim's part's summary.md (figures as printed) and summary.csv (the
     difference, from unrounded means)."""
-    import csv
-
     part = claim.part
     where = f"headline claim {claim.label!r} (part {part.name})"
     if part.name not in summaries:
@@ -612,9 +627,8 @@ def claim_row(claim: Claim, summaries: dict[str, tuple[Table, list[dict[str, str
         if not md.is_file() or not csv_path.is_file():
             raise ConfigError(f"{where}: {md} or its summary.csv does not exist yet; run sims/study.py --only "
                               f"{part.name} (or --tables-only)")
-        with open(csv_path, encoding="utf-8", newline="") as f:
-            summaries[part.name] = (markdown_table(md.read_text(encoding="utf-8"), None, f"{where}: {md}"),
-                                    list(csv.DictReader(f)))
+        summaries[part.name] = (markdown_table(md.read_text(encoding="utf-8"), None, f"{where}: {md}"),
+                                _summary_csv(csv_path, where))
     table, data = summaries[part.name]
 
     def pick(labels: dict[str, str]) -> list[str]:
@@ -643,24 +657,13 @@ def claim_row(claim: Claim, summaries: dict[str, tuple[Table, list[dict[str, str
 def _claim_delta(part: Part, column: str, labels: dict[str, str], ref: dict[str, str], data: list[dict[str, str]],
                  where: str) -> str:
     """(row − reference) × 100 of ``column``'s unrounded mean in summary.csv, one decimal with its sign."""
-    import math
-
     name = _CSV_OF.get(column, f"{column}_mean" if part.spec is not None and column == part.spec.metric else None)
     if name is None or (data and name not in data[0]):
         raise ConfigError(f"{where}: no unrounded mean of {column!r} in summary.csv to take a difference of")
-
-    def value(want: dict[str, str]) -> float:
-        missing = [k for k in want if data and k not in data[0]]
-        if missing:
-            raise ConfigError(f"{where}: summary.csv has no column {missing[0]!r} to find the row by")
-        found = [r for r in data if all(r[k] == v for k, v in want.items())]
-        try:
-            return float(found[0][name]) if len(found) == 1 else math.nan
-        except ValueError:
-            return math.nan
-
-    diff = (value(labels) - value(ref)) * 100
-    return "–" if math.isnan(diff) else f"{diff:+.1f}"
+    missing = [k for k in {**labels, **ref} if data and k not in data[0]]
+    if missing:
+        raise ConfigError(f"{where}: summary.csv has no column {missing[0]!r} to find the row by")
+    return _points(_csv_value(data, labels, name), _csv_value(data, ref, name))
 
 
 # --------------------------------------------------------------------------------------------- status

@@ -38,6 +38,22 @@ def test_the_device_table_reaches_the_compound_its_groups_and_the_rpu_config_gro
     assert make_rpu_config(COMPOUND, {"update": {"desired_bl": 10}}, update={"desired_bl": 5}).update.desired_bl == 5
 
 
+def test_unit_cell_devices_overrides_each_sub_device_on_its_own():
+    """The fast device first, the visible one last; a shared key still reaches both, {} leaves one alone."""
+    cfg = make_rpu_config("AGADReRamESPreset", {"dw_min": 0.002, "unit_cell_devices": [
+        {}, {"dw_min_std": 0.3, "write_noise_std": 0.0}]})
+    fast, slow = cfg.device.unit_cell_devices
+    assert (fast.dw_min_std, fast.write_noise_std) == (5.0, 75.0)  # the preset's ReRamES
+    assert (slow.dw_min_std, slow.write_noise_std) == (0.3, 0.0)
+    assert fast.dw_min == slow.dw_min == 0.002
+    with pytest.raises(ConfigError, match=r"has 1 tables but DynamicTransferCompound has 2 sub-devices"):
+        make_rpu_config("AGADReRamESPreset", {"unit_cell_devices": [{}]})
+    with pytest.raises(ConfigError, match=r"unit_cell_devices must be a list of tables"):
+        make_rpu_config("AGADReRamESPreset", {"unit_cell_devices": {"dw_min": 1}})
+    with pytest.raises(ConfigError, match=r"unknown device parameter 'dw_mni'"):
+        make_rpu_config("AGADReRamESPreset", {"unit_cell_devices": [{}, {"dw_mni": 1}]})
+
+
 @pytest.mark.parametrize(("device", "pattern"), [
     ({"mapping": {"weight_scaling_omegaa": 1.0}}, r"unknown mapping field 'weight_scaling_omegaa'.*"
                                                   r"did you mean 'weight_scaling_omega'"),

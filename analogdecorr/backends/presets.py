@@ -187,11 +187,30 @@ def _sub_devices(device: Any) -> list[Any]:
     return subs
 
 
+def _override_unit_cells(device: Any, value: Any) -> None:
+    """``unit_cell_devices = [{...}, {...}]``: one override table per sub-device, in the compound's order (a
+    transfer compound's fast device first, the visible one last); ``{}`` leaves a device as the preset has it."""
+    cells = list(getattr(device, "unit_cell_devices", None) or [])
+    kind = type(device).__name__
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"device.unit_cell_devices must be a list of tables, one per sub-device of {kind} "
+                          f"(e.g. [{{}}, {{dw_min_std = 0.3}}]), got {value!r}")
+    if len(value) != len(cells):
+        raise ConfigError(f"device.unit_cell_devices has {len(value)} tables but {kind} has {len(cells)} "
+                          f"sub-devices ({', '.join(type(c).__name__ for c in cells)}); give one table each")
+    for cell, overrides in zip(cells, value, strict=True):
+        _override_device(cell, overrides)
+
+
 def _override_device(device: Any, values: dict) -> None:
-    """Override fields on a device; on a compound, keys it lacks go to every sub-device that has them."""
+    """Override fields on a device; on a compound, keys it lacks go to every sub-device that has them, and
+    ``unit_cell_devices`` (a list of tables) overrides each sub-device on its own."""
     names = set(_field_names(device))
     subs = _sub_devices(device)
     for key, value in values.items():
+        if key == "unit_cell_devices" and key in names:
+            _override_unit_cells(device, value)
+            continue
         if key in names:
             _set_fields(device, {key: value}, "device", "device parameter")
             continue

@@ -7,7 +7,8 @@ table (atomically), but only for parts that have finished every run: a doc never
 declared block must exist and every block in a declared doc must be declared, checked before anything runs.
 The ``[headline]`` declaration is one more block, ``<!-- study:headline -->``: one row per claim, each quoting a
 row of a part's summary (and its reference row, the difference and p); a claim whose part has runs left keeps the
-row the doc has.
+row the doc has. More claim tables, e.g. one comparison across parts, are ``[[claims]]`` with their own ``name``
+(the marker) and ``doc``, and the same ``[[claims.claim]]`` rows.
 
     .venv/bin/python sims/study.py                       # everything (hours; resumes), then the docs
     .venv/bin/python sims/study.py --list                # parts, their runs and whether they are finished
@@ -113,8 +114,9 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Headline:
-    """The ``<!-- study:headline -->`` block of ``doc``: one row per claim, in declared order."""
+class ClaimTable:
+    """The ``<!-- study:MARKER -->`` block of ``doc``: one row per claim, in declared order ([headline] is the
+    one whose marker is ``headline``; [[claims]] name their own)."""
 
     doc: Path
     claims: list[Claim]
@@ -127,17 +129,18 @@ def load_declaration(path: Path, root: Path) -> list[Part]:
     return load_study(path, root)[0]
 
 
-def load_study(path: Path, root: Path) -> tuple[list[Part], Headline | None]:
-    """The parts of the declaration and its [headline] (None without one), checked as load_declaration says."""
+def load_study(path: Path, root: Path) -> tuple[list[Part], list[ClaimTable]]:
+    """The parts of the declaration and its claim tables ([headline] first, then each [[claims]]), checked as
+    load_declaration says."""
     from analogdecorr.config import load_toml
 
     try:
         data = load_toml(path)
     except ConfigError as e:
         raise ConfigError(str(e).replace("--config", "--file")) from None
-    unknown = set(data) - {"part", "headline"}
+    unknown = set(data) - {"part", "headline", "claims"}
     if unknown or not isinstance(data.get("part"), list) or not data["part"]:
-        raise ConfigError(f"{path}: expected [[part]] tables and one [headline] (found "
+        raise ConfigError(f"{path}: expected [[part]] tables, one [headline] and [[claims]] tables (found "
                           f"{sorted(unknown) or 'no [[part]]'}); see the comment at the top of sims/study.toml")
     parts: list[Part] = []
     for i, raw in enumerate(data["part"]):
@@ -146,9 +149,21 @@ def load_study(path: Path, root: Path) -> tuple[list[Part], Headline | None]:
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
         raise ConfigError(f"{path}: two parts are named {dup!r}; give each part its own name")
-    headline = _headline(data["headline"], {p.name: p for p in parts}, f"{path}: [headline]", root) if (
-        "headline" in data) else None
-    return parts, headline
+    by_name = {p.name: p for p in parts}
+    tables = [_claim_table(data["headline"], by_name, f"{path}: [headline]", root)] if "headline" in data else []
+    raw_tables = data.get("claims", [])
+    if not isinstance(raw_tables, list):
+        raise ConfigError(f"{path}: claims must be [[claims]] tables (name, doc, [[claims.claim]] rows)")
+    for i, raw in enumerate(raw_tables):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        where = f"{path}: [[claims]] {name or f'#{i + 1}'}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ConfigError(f"{where}: needs name = \"NAME\" (letters, digits, _ . -): its block's marker")
+        taken = {t.marker for t in tables} | set(by_name)
+        if name in taken:
+            raise ConfigError(f"{where}: name {name!r} is already a part's or a claim table's marker; rename it")
+        tables.append(_claim_table({k: v for k, v in raw.items() if k != "name"}, by_name, where, root, name))
+    return parts, tables
 
 
 _PART_KEYS = {"name", "sweep", "script", "args", "out", "outputs", "status", "tables_only", "jobs", "address",
@@ -241,18 +256,21 @@ def _delta(raw: Any, where: str) -> Delta:
                  _strings(raw.get("by", []), "by", where), raw.get("after"))
 
 
-def _headline(raw: Any, parts: dict[str, Part], where: str, root: Path) -> Headline:
+def _claim_table(raw: Any, parts: dict[str, Part], where: str, root: Path, marker: str = "headline") -> ClaimTable:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table with doc = \"FILE.md\" and claim rows")
     _keys(raw, _HEADLINE_KEYS, where)
+    rows = "[[headline.claim]]" if marker == "headline" else "[[claims.claim]]"
     if "doc" not in raw or not isinstance(raw.get("claim"), list) or not raw["claim"]:
-        raise ConfigError(f"{where}: needs doc = \"FILE.md\" and [[headline.claim]] entries")
-    if "headline" in parts:
-        raise ConfigError(f"{where}: a part is named 'headline', the headline's marker; rename the part")
+        raise ConfigError(f"{where}: needs doc = \"FILE.md\" and {rows} entries")
+    if marker in parts:
+        raise ConfigError(f"{where}: a part is named {marker!r}, this table's marker; rename the part")
     claims = [_claim(c, parts, f"{where} claim {i + 1}") for i, c in enumerate(raw["claim"])]
     labels = [c.label for c in claims]
     dup = next((n for n in labels if labels.count(n) > 1), None)
     if dup:
         raise ConfigError(f"{where}: two claims are labelled {dup!r} (a kept row is found by its label)")
-    return Headline(_file(root, raw["doc"], "doc", where), claims)
+    return ClaimTable(_file(root, raw["doc"], "doc", where), claims, marker)
 
 
 def _claim(raw: Any, parts: dict[str, Part], where: str) -> Claim:
@@ -370,16 +388,16 @@ def find_blocks(text: str, doc: Path) -> dict[str, Block]:
     return blocks
 
 
-def check_markers(parts: Sequence[Part], headline: Headline | None = None) -> None:
-    """Every declared table (and the headline) has its marker pair in its doc, and every marker pair of a
+def check_markers(parts: Sequence[Part], claims: Sequence[ClaimTable] = ()) -> None:
+    """Every declared table (and claim table) has its marker pair in its doc, and every marker pair of a
     declared doc belongs to a declared table; ConfigError naming the file and the marker otherwise (before
     anything runs)."""
     by_doc: dict[Path, set[str]] = {}
     for p in parts:
         for v in p.tables:
             by_doc.setdefault(v.doc, set()).add(v.marker)
-    if headline is not None:
-        by_doc.setdefault(headline.doc, set()).add(headline.marker)
+    for t in claims:
+        by_doc.setdefault(t.doc, set()).add(t.marker)
     for doc, markers in by_doc.items():
         blocks = find_blocks(doc.read_text(encoding="utf-8"), doc)
         for m in sorted(markers):
@@ -586,10 +604,11 @@ HEADLINE_HEADER = ["claim", "measured", "Δ (points)", "p", "source"]
 _CSV_OF = {"test acc @ sel.": "test_acc_selected_mean", "test acc (last)": "test_acc_last_mean"}
 
 
-def headline_table(headline: Headline, done: set[str], text: str, root: Path) -> tuple[str, list[str], list[str]]:
-    """The headline block's table for the doc ``text``: a claim of a finished part (``done``) from its summary,
-    any other claim as the block has it (found by its label; else 'not measured yet'). Returns (Markdown,
-    notes on the rows kept, errors: a claim that cannot be built keeps its row)."""
+def headline_table(headline: ClaimTable, done: set[str], text: str, root: Path) -> tuple[str, list[str], list[str]]:
+    """A claim table's block (the headline's or a [[claims]] table's) for the doc ``text``: a claim of a
+    finished part (``done``) from its summary, any other claim as the block has it (found by its label; else
+    'not measured yet'). Returns (Markdown, notes on the rows kept, errors: a claim that cannot be built keeps
+    its row)."""
     doc = headline.doc
     kept: dict[str, list[str]] = {}
     block = find_blocks(text, doc).get(headline.marker)
@@ -611,7 +630,7 @@ def headline_table(headline: Headline, done: set[str], text: str, root: Path) ->
             except ConfigError as e:
                 errors.append(str(e))
         else:
-            notes.append(f"{_rel(doc, root)}: study:headline row {claim.label!r} kept (part {claim.part.name} "
+            notes.append(f"{_rel(doc, root)}: study:{headline.marker} row {claim.label!r} kept (part {claim.part.name} "
                          "did not finish in this call)")
         rows.append(kept.get(claim.label, [claim.label, "not measured yet", "", "", source]))
     return Table(list(HEADLINE_HEADER), rows).markdown(), notes, errors
@@ -650,7 +669,10 @@ def claim_row(claim: Claim, summaries: dict[str, tuple[Table, list[dict[str, str
         ref_labels = {**claim.row, **claim.against}
         measured += f" vs {figure(pick(ref_labels))}"
         delta = _claim_delta(part, claim.column, claim.row, ref_labels, data, where)
-    p = row[table.header.index(claim.p)] if claim.p else ""
+    if claim.p:
+        p = row[table.header.index(claim.p)]
+    else:
+        p = _claim_p(part, claim.column, claim.row, ref_labels, data) if claim.against else ""
     return [claim.label, measured, delta, p, source]
 
 
@@ -664,6 +686,31 @@ def _claim_delta(part: Part, column: str, labels: dict[str, str], ref: dict[str,
     if missing:
         raise ConfigError(f"{where}: summary.csv has no column {missing[0]!r} to find the row by")
     return _points(_csv_value(data, labels, name), _csv_value(data, ref, name))
+
+
+def _claim_p(part: Part, column: str, labels: dict[str, str], ref: dict[str, str], data: list[dict[str, str]]) -> str:
+    """Two-sided Welch p of ``column`` between the row and its reference, from summary.csv's means, sample stds
+    and seed counts (the same test the summaries run on the seeds' values); – where it is undefined."""
+    import math
+
+    from analogdecorr.sweep.summary import fmt_p
+
+    name = _CSV_OF.get(column, f"{column}_mean" if part.spec is not None and column == part.spec.metric else "")
+    std = name.removesuffix("_mean") + "_std"
+    if not data or std not in data[0] or "done" not in data[0]:
+        return "–"
+    stats = []
+    for lab in (labels, ref):
+        m, s = _csv_value(data, lab, name), _csv_value(data, lab, std)
+        n = _csv_value(data, lab, "done") - (_csv_value(data, lab, "diverged") if "diverged" in data[0] else 0)
+        stats.append((m, s, n))
+    (m1, s1, n1), (m2, s2, n2) = stats
+    if any(math.isnan(v) for v in (m1, s1, n1, m2, s2, n2)) or n1 < 2 or n2 < 2 or s1 + s2 == 0:
+        return "–"
+    from scipy.stats import ttest_ind_from_stats
+
+    p = float(ttest_ind_from_stats(m1, s1, n1, m2, s2, n2, equal_var=False).pvalue)
+    return fmt_p(p if math.isfinite(p) else math.nan)
 
 
 # --------------------------------------------------------------------------------------------- status
@@ -761,8 +808,8 @@ def _stamp(paths: Sequence[Path]) -> dict[Path, tuple[int, int] | None]:
 
 
 def refresh_docs(parts: Sequence[Part], done: set[str], root: Path, *, write: bool,
-                 headline: Headline | None = None) -> tuple[list[Path], list[str], list[str]]:
-    """Replace the blocks of the finished parts (``done``) in their docs, and the headline's rows of those
+                 claims: Sequence[ClaimTable] = ()) -> tuple[list[Path], list[str], list[str]]:
+    """Replace the blocks of the finished parts (``done``) in their docs, and the claim tables' rows of those
     parts; returns (docs changed, notes on the blocks and rows kept, errors). A table that cannot be built keeps
     its block and is an error; the other blocks are still rewritten. With ``write=False`` nothing is written
     (a dry run)."""
@@ -770,8 +817,8 @@ def refresh_docs(parts: Sequence[Part], done: set[str], root: Path, *, write: bo
     for p in parts:
         for v in p.tables:
             by_doc.setdefault(v.doc, []).append((p, v))
-    if headline is not None:
-        by_doc.setdefault(headline.doc, [])
+    for t in claims:
+        by_doc.setdefault(t.doc, [])
     changed, kept, errors = [], [], []
     for doc, views in by_doc.items():
         old = text = doc.read_text(encoding="utf-8")
@@ -783,9 +830,11 @@ def refresh_docs(parts: Sequence[Part], done: set[str], root: Path, *, write: bo
                 text = replace_block(text, doc, v.marker, build_table(p, v))
             except ConfigError as e:
                 errors.append(str(e))
-        if headline is not None and headline.doc == doc:
-            table, notes, errs = headline_table(headline, done, text, root)
-            text = replace_block(text, doc, headline.marker, table)
+        for t in claims:
+            if t.doc != doc:
+                continue
+            table, notes, errs = headline_table(t, done, text, root)
+            text = replace_block(text, doc, t.marker, table)
             kept += notes
             errors += errs
         if text != old:
@@ -831,9 +880,9 @@ def _main(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs} must be >= 1")
     root = args.root.resolve()
-    declared, headline = load_study(args.file, root)
+    declared, claims = load_study(args.file, root)
     parts = select_parts(declared, args.only)
-    check_markers(declared, headline)
+    check_markers(declared, claims)
     n = len(parts)
     if args.list or args.dry_run:
         done = set()
@@ -847,7 +896,7 @@ def _main(args: argparse.Namespace) -> int:
                 print(f"      writes {_rel(part.out, root)}/{{{', '.join(part.outputs)}}}; tables: "
                       + (", ".join(f"study:{v.marker} in {_rel(v.doc, root)}" for v in part.tables) or "none"))
         if args.dry_run:
-            changed, kept, errors = refresh_docs(parts, done, root, write=False, headline=headline)
+            changed, kept, errors = refresh_docs(parts, done, root, write=False, claims=claims)
             for doc in changed:
                 print(f"would rewrite {_rel(doc, root)}")
             for note in kept:
@@ -882,7 +931,7 @@ def _main(args: argparse.Namespace) -> int:
             done.add(part.name)
         print(f"[{i}/{n}] {part.name}: {st.finished}/{st.runs} runs finished, "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-    changed, kept, errors = refresh_docs(parts, done, root, write=True, headline=headline)
+    changed, kept, errors = refresh_docs(parts, done, root, write=True, claims=claims)
     after = _stamp(outputs)
     rewrote = [p for p in outputs if after[p] is not None and after[p] != before[p]] + changed
     print("rewrote:" if rewrote else "rewrote nothing")

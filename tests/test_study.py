@@ -341,9 +341,10 @@ def test_bad_declarations_and_unknown_parts_are_one_line_errors(tmp_path, capsys
 
 
 def test_the_repository_declaration_and_its_markers_check(capsys):
-    parts, headline = study.load_study(study.DECLARATION, REPO)
-    study.check_markers(parts, headline)
-    assert headline is not None and headline.doc == REPO / "README.md"
+    parts, claims = study.load_study(study.DECLARATION, REPO)
+    study.check_markers(parts, claims)
+    headline = claims[0]
+    assert headline.marker == "headline" and headline.doc == REPO / "README.md"
     assert {c.part.name for c in headline.claims} >= {"correlated_tuned", "mnist1d_tuned", "paper_digits",
                                                       "paper_digits_code", "where_decorrelation_matters"}
     assert [p.name for p in parts][:3] == ["correlated_tuned", "mnist1d_tuned", "paper_digits"]
@@ -452,13 +453,13 @@ SUMMARY_MD = """# Sweep s
 """
 
 # unrounded means: offdiag z − centre z is +10.1 points here, not the +10.0 the rounded table would give
-SUMMARY_CSV = """decor,data,seeds,test_acc_selected_mean
-none,z,2,0.41
-none,a,2,0.31
-centre,z,2,0.4996
-centre,a,2,0.32
-offdiag,z,2,0.6004
-offdiag,a,2,0.33
+SUMMARY_CSV = """decor,data,seeds,done,diverged,test_acc_selected_mean,test_acc_selected_std
+none,z,2,2,0,0.41,0.01
+none,a,2,2,0,0.31,0.01
+centre,z,2,2,0,0.4996,0.02
+centre,a,2,2,0,0.32,0.01
+offdiag,z,2,2,0,0.6004,0.01
+offdiag,a,2,2,1,0.33,
 """
 
 HEADLINE_DOC = """# R
@@ -549,9 +550,9 @@ def test_order_groups_rows_by_the_sweeps_axis_order_or_by_the_rows_list(tmp_path
 
 def test_headline_quotes_finished_parts_and_keeps_the_rows_of_the_others(tmp_path):
     root = headline_root(tmp_path)
-    parts, headline = study.load_study(root / "sims" / "study.toml", root)
-    study.check_markers(parts, headline)
-    changed, kept, errors = study.refresh_docs(parts, {"s"}, root, write=True, headline=headline)
+    parts, claims = study.load_study(root / "sims" / "study.toml", root)
+    study.check_markers(parts, claims)
+    changed, kept, errors = study.refresh_docs(parts, {"s"}, root, write=True, claims=claims)
     assert errors == [] and changed == [root / "docs" / "R.md"]
     text = (root / "docs" / "R.md").read_text()
     rows = text.split("<!-- study:headline -->\n\n")[1].split("\n\n<!-- /study:headline -->")[0].splitlines()
@@ -566,16 +567,60 @@ def test_headline_quotes_finished_parts_and_keeps_the_rows_of_the_others(tmp_pat
     assert text.endswith("Prose after.\n")
     assert [n.split("'")[1] for n in kept] == ["u: kept", "u: never measured"]
     # a second call changes nothing; with s unfinished too, every row is kept as it now is
-    assert study.refresh_docs(parts, {"s"}, root, write=True, headline=headline)[0] == []
-    assert study.refresh_docs(parts, set(), root, write=True, headline=headline)[0] == []
+    assert study.refresh_docs(parts, {"s"}, root, write=True, claims=claims)[0] == []
+    assert study.refresh_docs(parts, set(), root, write=True, claims=claims)[0] == []
+
+
+CROSS = """
+[[claims]]
+name = "cross"
+doc = "docs/C.md"
+
+[[claims.claim]]
+label = "z: offdiag vs none"
+part = "s"
+row = { data = "z", decor = "offdiag" }
+column = "test acc @ sel."
+against = { decor = "none" }
+
+[[claims.claim]]
+label = "a: offdiag vs none (one seed left)"
+part = "s"
+row = { data = "a", decor = "offdiag" }
+column = "test acc @ sel."
+against = { decor = "none" }
+"""
+
+
+def test_a_claims_table_has_its_own_marker_and_doc_and_a_p_between_any_two_rows(tmp_path):
+    """[[claims]]: a second claim table (its name is its marker); a claim with `against` and no `p` gets the
+    Welch p of its two rows from summary.csv's means, stds and seed counts (– with fewer than 2 seeds)."""
+    from scipy.stats import ttest_ind_from_stats
+
+    root = headline_root(tmp_path)
+    decl = root / "sims" / "study.toml"
+    decl.write_text(decl.read_text() + CROSS)
+    (root / "docs" / "C.md").write_text("# C\n\n<!-- study:cross -->\n<!-- /study:cross -->\n")
+    parts, claims = study.load_study(decl, root)
+    assert [(c.marker, c.doc.name) for c in claims] == [("headline", "R.md"), ("cross", "C.md")]
+    study.check_markers(parts, claims)
+    _, _, errors = study.refresh_docs(parts, {"s"}, root, write=True, claims=claims)
+    assert errors == []
+    p = ttest_ind_from_stats(0.6004, 0.01, 2, 0.41, 0.01, 2, equal_var=False).pvalue
+    text = (root / "docs" / "C.md").read_text()
+    assert f"| z: offdiag vs none | 0.600 ± 0.010 vs 0.410 ± 0.010 | +19.0 | {p:.3f} | `sims/s.toml` |" in text
+    assert "| a: offdiag vs none (one seed left) | 0.330 vs 0.310 ± 0.010 | +2.0 | – | `sims/s.toml` |" in text
+    decl.write_text(decl.read_text().replace('name = "cross"', 'name = "s"'))
+    with pytest.raises(ConfigError, match=r"\[\[claims\]\] s: name 's' is already a part's or a claim table's"):
+        study.load_study(decl, root)
 
 
 def test_a_claim_that_picks_no_single_row_is_an_error_and_keeps_its_row(tmp_path):
     root = headline_root(tmp_path)
     decl = root / "sims" / "study.toml"
     decl.write_text(decl.read_text().replace('row = { data = "z", decor = "offdiag" }', 'row = { decor = "offdiag" }'))
-    parts, headline = study.load_study(decl, root)
-    _, _, errors = study.refresh_docs(parts, {"s"}, root, write=True, headline=headline)
+    parts, claims = study.load_study(decl, root)
+    _, _, errors = study.refresh_docs(parts, {"s"}, root, write=True, claims=claims)
     assert errors == ["headline claim 'z: offdiag vs centring' (part s): 2 rows of summary.md match "
                       "{'decor': 'offdiag'}; give labels that pick exactly one"]
     assert "| z: offdiag vs centring | 0.1 vs 0.1 | +0.0 | 1 | `old` |" in (root / "docs" / "R.md").read_text()

@@ -30,7 +30,7 @@ from .backends.base import BACKENDS
 from .backends.base import DEFAULTS as BACKEND_DEFAULTS
 from .backends.float import OPTIMIZERS
 from .choices import check_choice, choice_message
-from .data import DATASETS
+from .data import DATASETS, INPUT_SCALES
 from .decor import CENTRINGS
 from .errors import ConfigError
 from .fixed.format import ROUNDING_MODES
@@ -180,6 +180,9 @@ class RunConfig:
         0.1, "fraction of the training set held out (seeded) for validation, in [0, 1); 0 disables it",
         check=within("[0, 1)", ": the fraction of the training set held out for validation; set e.g. "
                      "val_frac = 0.1 (0 disables the validation split)"))
+    input_scale: str = setting("feature", "input scaling from training statistics: feature (per-feature "
+                                          "standardisation), global (one mean and std), max (x / max)",
+                               choices=INPUT_SCALES)
     # model
     model: str = setting("mlp", f"network type: {' or '.join(MODELS)}", choices=MODELS)
     hidden: tuple[int, ...] = setting((1000, 1000, 1000, 1000),

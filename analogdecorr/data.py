@@ -2,8 +2,10 @@
 
 Every loader returns a :class:`Dataset` of float32 features and int64 labels: a training part, a seeded
 validation part carved out of the training set (``val_frac``; selection of epochs and settings uses it, never
-the test set) and the test set, all standardised per feature with the mean/std of the remaining training part
-only (so neither validation nor test statistics leak into training). Nothing here
+the test set) and the test set, all scaled with statistics of the remaining training part only (so neither
+validation nor test statistics leak into training): per feature by default (``input_scale = "feature"``), or, as
+the paper's code does, with one mean and std over every value (``"global"``) or divided by the largest value
+(``"max"``). Nothing here
 touches the network: ``digits`` ships with scikit-learn, ``mnist1d`` is generated locally (and cached),
 ``correlated`` is synthetic, and the file datasets (``mnist``, ``fashion_mnist``, ``cifar10``) are read
 from a user-given ``data_dir``.
@@ -47,6 +49,10 @@ TEACHER_SEED = 0x0DEC0
 STD_EPS = 1e-8
 #: Default fraction of the training set held out for validation.
 VAL_FRAC = 0.1
+#: How inputs are scaled (training-part statistics only): ``feature``: (x − mean)/std per feature (the default);
+#: ``global``: one mean and std over every training value (the paper code's per-channel standardisation, for
+#: one-channel data); ``max``: x / max(x_train) (its in-memory loaders; digits then lies in [0, 1]).
+INPUT_SCALES = ("feature", "global", "max")
 #: Mixed into the seed of the validation split so it is not the same permutation as the digits test split.
 _VAL_STREAM = 0x7A1
 #: Rows per chunk when standardising (keeps float64 temporaries small for CIFAR-sized arrays).
@@ -100,6 +106,7 @@ def load_dataset(
     n_samples: int = 5000,
     flatten: bool = True,
     val_frac: float = VAL_FRAC,
+    input_scale: str = "feature",
 ) -> Dataset:
     """Load dataset `name`, split it and standardise it with training-split statistics.
 
@@ -112,9 +119,10 @@ def load_dataset(
     1 − test_frac, `n_samples` total; the defaults give the published 4000/1000 dataset); mnist,
     fashion_mnist and cifar10 use their fixed official splits (seed and test_frac do not apply). `rho` and
     `n_features` apply to correlated only. `flatten=False` returns images as (N, C, H, W) for
-    digits/mnist/fashion_mnist/cifar10; vector datasets are always (N, d).
+    digits/mnist/fashion_mnist/cifar10; vector datasets are always (N, d). `input_scale`: one of INPUT_SCALES.
     """
     check_choice(name, DATASETS, "dataset")
+    check_choice(input_scale, INPUT_SCALES, "input_scale")
     seed = _check_int("seed", seed, minimum=0)
     val_frac = check_val_frac(val_frac)
     if name in ("digits", "correlated", "mnist1d"):
@@ -153,7 +161,7 @@ def load_dataset(
         x_te = x_te.reshape(len(x_te), -1)
 
     x_tr, y_tr, x_va, y_va = _split_validation(x_tr, y_tr, val_frac, seed, name)
-    xs_tr, xs_va, xs_te = _standardise(x_tr, x_va, x_te)
+    xs_tr, xs_va, xs_te = _scale(input_scale, x_tr, x_va, x_te)
     shape = image_shape if (not flatten and len(image_shape) == 3) else (math.prod(image_shape),)
 
     def tensors(xs: np.ndarray, ys: np.ndarray) -> tuple[Tensor, Tensor]:
@@ -312,6 +320,33 @@ def _split_validation(
     perm = np.random.default_rng([seed, _VAL_STREAM]).permutation(n)
     tr, va = np.sort(perm[n_val:]), np.sort(perm[:n_val])
     return x[tr], y[tr], x[va], y[va]
+
+
+def _scale(how: str, x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``x_train`` and ``others`` (validation, test) scaled as INPUT_SCALES says, as float32, with statistics of
+    ``x_train`` only."""
+    if how == "feature":
+        return _standardise(x_train, *others)
+    if how == "max":
+        top = float(np.max(x_train))
+        if not top > 0:
+            raise ConfigError(f"input_scale = \"max\" needs a positive largest training value (got {top:g}); use "
+                              "input_scale = \"feature\" or \"global\" for inputs that are not positive")
+        return tuple(np.asarray(x, dtype=np.float32) / top for x in (x_train, *others))
+    n = x_train.size
+    mean = sum(float(x_train[s : s + _CHUNK].sum(dtype=np.float64)) for s in range(0, len(x_train), _CHUNK)) / n
+    sq = sum(float(np.square(x_train[s : s + _CHUNK].astype(np.float64) - mean).sum())
+             for s in range(0, len(x_train), _CHUNK))
+    std = math.sqrt(sq / n)
+    std = std if std > STD_EPS else 1.0
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        out = np.empty(x.shape, dtype=np.float32)
+        for s in range(0, len(x), _CHUNK):
+            out[s : s + _CHUNK] = (x[s : s + _CHUNK].astype(np.float64) - mean) / std
+        return out
+
+    return (apply(x_train), *(apply(x) for x in others))
 
 
 def _standardise(x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -62,6 +62,7 @@ class Trainer:
             n_samples=cfg.n_samples,
             flatten=cfg.model in FLAT_MODELS,
             val_frac=cfg.val_frac,
+            input_scale=cfg.input_scale,
         )
         self.net: Network = build_model(cfg, self.data.input_shape, self.data.n_classes)
         self.fixed = cfg.decor_numerics == "fixed"

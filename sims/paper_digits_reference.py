@@ -5,11 +5,10 @@ Three kinds of run, all on the package's digits split of the given seed (the sam
 10 % of the training set held out), 10 epochs, and one JSON line each (validation and test accuracy per epoch):
 
 * ``ours``: the package's trainer at sims/paper_digits.toml's settings (NP + `scaled`); ``--set KEY=VALUE`` changes
-  any RunConfig key (e.g. ``model=paper_mlp``, ``sigma=1e-6``, ``sample_frac=0.2``, ``decor=scaled_left``), and two
-  knobs the package has no key for are patched in for the measurement: ``--adam-beta2`` (the paper uses 0.9999)
-  and ``--scale`` (``max``: inputs divided by the training maximum, as the paper code's in-memory loader does;
-  ``channel``: one mean and std over all pixels, as its CIFAR/TinyImageNet loaders standardise per channel;
-  instead of the package's per-feature standardisation). ``--scale`` applies to the paper modes too.
+  any RunConfig key (e.g. ``model=paper_mlp``, ``sigma=1e-6``, ``sample_frac=0.2``, ``decor=scaled_left``,
+  ``input_scale=max``: the paper code's input scalings are the package's ``input_scale``, measured by
+  sims/paper_digits_scaling.toml); the one knob the package has no key for is patched in for the measurement:
+  ``--adam-beta2`` (the paper uses 0.9999). ``--set input_scale=...`` applies to the paper modes too.
 * ``paper``: the paper's public code (github nasiryahm/CorrelationsRuinGD at HEAD, package ``crgd``: DenseNet of
   4x1000 NPLinear layers wrapped in DecorLinear) from a checkout given by ``--paper-code``. ``--fix-np`` makes
   DecorLinear pass NP's ``update_grads`` to its linear layer, without which that code never sets a weight gradient.
@@ -52,11 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("mode", choices=("ours", "paper", "paper-iclr"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adam-beta2", type=float, default=0.999, help="Adam's beta2 (torch default 0.999; paper 0.9999)")
-    p.add_argument("--scale", choices=("standardise", "max", "channel"), default="standardise",
-                   help="input preprocessing: per-feature standardisation (ours), division by the training max, "
-                        "or one mean and std over all features (the paper's per-channel standardisation)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="ours: RunConfig keys; paper modes: sigma, decor_lr, lr, batch_size, epochs")
+                   help="ours: RunConfig keys; paper modes: sigma, decor_lr, lr, batch_size, epochs, input_scale")
     p.add_argument("--paper-code", type=Path, help="checkout of nasiryahm/CorrelationsRuinGD (paper modes)")
     p.add_argument("--fix-np", action="store_true", help="paper: pass NP's update_grads through DecorLinear")
     p.add_argument("--demean", action="store_true", help="paper-iclr: the 'demeaned-scaled' method")
@@ -71,16 +67,6 @@ def _settings(pairs: list[str]) -> dict[str, str]:
             raise SystemExit(f"error: --set takes KEY=VALUE, got {pair!r}")
         out[key] = value
     return out
-
-
-def _divide_by_max(x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-    top = float(np.max(x_train))
-    return tuple(np.asarray(x, dtype=np.float32) / top for x in (x_train, *others))
-
-
-def _standardise_channel(x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-    mean, std = float(np.mean(x_train)), float(np.std(x_train))
-    return tuple(((np.asarray(x, dtype=np.float64) - mean) / std).astype(np.float32) for x in (x_train, *others))
 
 
 def run_ours(args: argparse.Namespace, sets: dict[str, str]) -> tuple[list[float], list[float]]:
@@ -110,7 +96,7 @@ def run_paper(args: argparse.Namespace, sets: dict[str, str]) -> tuple[list[floa
     x, y = data._digits_arrays()
     x_tr, y_tr, x_te, y_te = data._split(x, y, 0.2, args.seed, "digits")
     x_tr, y_tr, x_va, y_va = data._split_validation(x_tr, y_tr, float(sets.get("val_frac", 0.1)), args.seed, "digits")
-    xs_tr, xs_va, xs_te = data._standardise(x_tr, x_va, x_te)
+    xs_tr, xs_va, xs_te = data._scale(sets.get("input_scale", "feature"), x_tr, x_va, x_te)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     random.seed(args.seed)
@@ -170,11 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     sets = _settings(args.set)
     torch.set_num_threads(1)
-    if args.scale != "standardise":
-        data._standardise = _divide_by_max if args.scale == "max" else _standardise_channel
     t0 = time.perf_counter()
     val, test = run_ours(args, sets) if args.mode == "ours" else run_paper(args, sets)
-    print(json.dumps({"mode": args.mode, "seed": args.seed, "adam_beta2": args.adam_beta2, "scale": args.scale,
+    print(json.dumps({"mode": args.mode, "seed": args.seed, "adam_beta2": args.adam_beta2,
                       "set": sets, "fix_np": args.fix_np, "demean": args.demean, "val_acc": val, "test_acc": test,
                       "seconds": round(time.perf_counter() - t0, 1)}))
 

@@ -697,3 +697,28 @@ def test_default_loader_holds_out_a_tenth_for_validation():
     ds = _load_dataset("digits")
     n = len(ds.x_train) + len(ds.x_val)
     assert len(ds.x_val) == round(0.1 * n) and D.VAL_FRAC == 0.1
+
+
+def test_input_scale_global_and_max_use_the_training_rows_only():
+    """global: one mean and std over every training value; max: x / the largest training value (the paper code's
+    two scalings); the same transform on validation and test; feature (the default) is the per-feature one."""
+    ref = load_dataset("digits", seed=1)
+    glob = load_dataset("digits", seed=1, input_scale="global")
+    top = load_dataset("digits", seed=1, input_scale="max")
+    assert torch.equal(load_dataset("digits", seed=1, input_scale="feature").x_train, ref.x_train)
+    assert abs(float(glob.x_train.double().mean())) < 1e-6 and abs(float(glob.x_train.double().std()) - 1) < 1e-3
+    assert float(glob.x_train.double().mean(0).abs().max()) > 0.5  # one mean for all pixels: not per feature
+    # global and max are affine in the raw pixels with one slope: the same ordering, the test set transformed alike
+    assert float(top.x_train.max()) == 1.0 and float(top.x_train.min()) == 0.0
+    assert torch.allclose(top.x_test * 16, torch.round(top.x_test * 16), atol=1e-5)
+    slope = float(glob.x_train.double().std() / top.x_train.double().std())
+    assert torch.allclose(glob.x_test.double(), (top.x_test.double() - top.x_train.double().mean()) * slope,
+                          atol=1e-4)
+    assert torch.allclose(glob.x_val.double(), (top.x_val.double() - top.x_train.double().mean()) * slope, atol=1e-4)
+    with pytest.raises(ConfigError, match=r"unknown input_scale 'maxx' \(did you mean 'max'\?\)"):
+        load_dataset("digits", input_scale="maxx")
+
+
+def test_input_scale_max_refuses_inputs_that_are_not_positive():
+    with pytest.raises(ConfigError, match=r'input_scale = "max" needs a positive largest training value'):
+        D._scale("max", -np.ones((4, 3)), np.zeros((2, 3)))

@@ -339,14 +339,15 @@ def _scale(how: str, x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarr
              for s in range(0, len(x_train), _CHUNK))
     std = math.sqrt(sq / n)
     std = std if std > STD_EPS else 1.0
+    return tuple(_affine(x, mean, std) for x in (x_train, *others))
 
-    def apply(x: np.ndarray) -> np.ndarray:
-        out = np.empty(x.shape, dtype=np.float32)
-        for s in range(0, len(x), _CHUNK):
-            out[s : s + _CHUNK] = (x[s : s + _CHUNK].astype(np.float64) - mean) / std
-        return out
 
-    return (apply(x_train), *(apply(x) for x in others))
+def _affine(x: np.ndarray, mean: float | np.ndarray, std: float | np.ndarray) -> np.ndarray:
+    """(x − mean) / std in float64 row chunks, as float32 (no full float64 copy of a large uint8 array)."""
+    out = np.empty(x.shape, dtype=np.float32)
+    for s in range(0, len(x), _CHUNK):
+        out[s : s + _CHUNK] = (x[s : s + _CHUNK].astype(np.float64) - mean) / std
+    return out
 
 
 def _standardise(x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -366,14 +367,7 @@ def _standardise(x_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, 
         sq += np.square(x_train[s : s + _CHUNK].astype(np.float64) - mean).sum(axis=0)
     std = np.sqrt(sq / n)
     std = np.where(std > STD_EPS, std, 1.0)
-
-    def apply(x: np.ndarray) -> np.ndarray:
-        out = np.empty(x.shape, dtype=np.float32)
-        for s in range(0, len(x), _CHUNK):
-            out[s : s + _CHUNK] = (x[s : s + _CHUNK].astype(np.float64) - mean) / std
-        return out
-
-    return (apply(x_train), *(apply(x) for x in others))
+    return tuple(_affine(x, mean, std) for x in (x_train, *others))
 
 
 def _split(

@@ -676,10 +676,15 @@ def claim_row(claim: Claim, summaries: dict[str, tuple[Table, list[dict[str, str
     return [claim.label, measured, delta, p, source]
 
 
+def _csv_mean(part: Part, column: str) -> str | None:
+    """summary.csv's column of the unrounded mean of summary.md's ``column`` (None: the CSV has none)."""
+    return _CSV_OF.get(column, f"{column}_mean" if part.spec is not None and column == part.spec.metric else None)
+
+
 def _claim_delta(part: Part, column: str, labels: dict[str, str], ref: dict[str, str], data: list[dict[str, str]],
                  where: str) -> str:
     """(row − reference) × 100 of ``column``'s unrounded mean in summary.csv, one decimal with its sign."""
-    name = _CSV_OF.get(column, f"{column}_mean" if part.spec is not None and column == part.spec.metric else None)
+    name = _csv_mean(part, column)
     if name is None or (data and name not in data[0]):
         raise ConfigError(f"{where}: no unrounded mean of {column!r} in summary.csv to take a difference of")
     missing = [k for k in {**labels, **ref} if data and k not in data[0]]
@@ -695,9 +700,9 @@ def _claim_p(part: Part, column: str, labels: dict[str, str], ref: dict[str, str
 
     from analogdecorr.sweep.summary import fmt_p
 
-    name = _CSV_OF.get(column, f"{column}_mean" if part.spec is not None and column == part.spec.metric else "")
+    name = _csv_mean(part, column) or ""
     std = name.removesuffix("_mean") + "_std"
-    if not data or std not in data[0] or "done" not in data[0]:
+    if not name or not data or std not in data[0] or "done" not in data[0]:
         return "–"
     stats = []
     for lab in (labels, ref):

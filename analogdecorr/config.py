@@ -89,6 +89,15 @@ def _np_only(key: str, v: Any, cfg: RunConfig) -> None:
                           f"or drop {key}")
 
 
+def _pulsed_local_only(key: str, v: Any, cfg: RunConfig) -> None:
+    if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+        raise ConfigError(f"{key}={v!r} must be an integer >= 0; 0 writes one pulse-train row per sample")
+    if v and (cfg.backend != "analog" or cfg.rule == "bp"):
+        raise ConfigError(f"{key} = {v} shapes the analog tiles' pulsed update of a local rule but backend is "
+                          f"{cfg.backend!r} and rule {cfg.rule!r}; use backend = \"analog\" with rule np, fa or dfa, "
+                          f"or drop {key}")
+
+
 def within(interval: str, fix: str) -> Check:
     """A finite number in ``interval``, written as in maths: "(0, 1]", "[0, 1)"; ``fix`` ends the message."""
     m = re.fullmatch(r"([\[(])\s*([^,]+),\s*([^\])]+)([\])])", interval)
@@ -269,6 +278,8 @@ class RunConfig:
                                    "eigenvalue (> 0)", check=positive("1e-3"))
     antithetic: bool = setting(False, "NP: perturb in +xi/-xi pairs (central difference, same forward reads)",
                                check=_np_only)
+    update_rank: int = setting(0, "analog local rules: write the batch's d^T z as its top r singular terms; 0: "
+                                  "one pulse row per sample", check=_pulsed_local_only)
     probe_size: int = setting(256, "samples in NP's gradient-cosine probe batch; 0 turns the per-epoch spectra "
                                    "and cosine off", check=at_least_zero("0 turns the diagnostics off", "an integer"))
 

@@ -22,6 +22,7 @@ from analogdecorr.backends.analog import (
     digital_bias,
     drift_evaluation,
     list_presets,
+    low_rank_rows,
     make_rpu_config,
     read_noise,
     tile_blocks,
@@ -279,6 +280,35 @@ def test_weight_decay_is_part_of_the_update():
     torch.testing.assert_close(layer.linear.get_weights()[0], w1 * (1 - 0.1 * 0.5 * 2), atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("n, k", [(8, 3), (9, 2), (2, 4)])
+def test_low_rank_rows_factorise_the_best_rank_k_approximation(n, k):
+    gen = torch.Generator().manual_seed(n + k)
+    z, d = torch.randn(n, 6, generator=gen), torch.randn(n, 4, generator=gen)
+    x_rows, d_rows = low_rank_rows(z, d, k)
+    g = (d.T @ z).double()
+    u, s, vh = torch.linalg.svd(g)
+    kk = min(k, 4)
+    best = (u[:, :kk] * s[:kk]) @ vh[:kk]
+    torch.testing.assert_close((d_rows.T @ x_rows).double(), best, atol=1e-5, rtol=1e-5)
+    assert x_rows.shape[0] == d_rows.shape[0] == kk * max(n // kk, 1)  # each term repeated to keep the row count
+    torch.testing.assert_close(x_rows.norm(dim=1), d_rows.norm(dim=1), atol=1e-5, rtol=1e-5)  # balanced trains
+    if k >= min(n, 4):  # the full rank: the rows are G exactly
+        torch.testing.assert_close(d_rows.T @ x_rows, d.T @ z, atol=1e-5, rtol=1e-5)
+
+
+def test_rank_limited_update_writes_the_truncated_batch_sum():
+    layer = _fp_layer(6, 5)
+    z, d = torch.randn(16, 6), 0.1 * torch.randn(16, 5)
+    w0, b0 = (t.clone() for t in layer.linear.get_weights())
+    PulsedUpdater(0.1, rank=1).apply(layer, z, d)
+    w1, b1 = layer.linear.get_weights()
+    u, s, vh = torch.linalg.svd(d.T @ z)
+    torch.testing.assert_close(w1 - w0, -0.1 * s[0] * torch.outer(u[:, 0], vh[0]), atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(b1 - b0, -0.1 * d.sum(0), atol=1e-6, rtol=1e-5)  # the bias sees every sample
+    with pytest.raises(ConfigError, match="rank"):
+        PulsedUpdater(0.1, rank=-1)
+
+
 def test_analog_bias_column_is_updated_by_the_tile():
     cfg = make_rpu_config("FloatingPointPreset")
     cfg.mapping.digital_bias = False  # bias as an extra tile column driven by a constant 1 input
@@ -292,6 +322,8 @@ def test_analog_bias_column_is_updated_by_the_tile():
     torch.testing.assert_close(b1 - b0, -0.1 * d.sum(0), atol=1e-6, rtol=1e-5)
     with pytest.raises(ConfigError, match="digital_bias"):
         PulsedUpdater(0.1, weight_decay=0.1).apply(layer, z, d)
+    with pytest.raises(ConfigError, match="update_rank.*digital_bias"):
+        PulsedUpdater(0.1, rank=1).apply(layer, z, d)
 
 
 def test_updater_validation():

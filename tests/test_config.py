@@ -365,3 +365,11 @@ def test_to_toml_refuses_a_value_toml_cannot_hold(tmp_path):
     path = tmp_path / "cfg.toml"
     path.write_text(to_toml(cfg))
     assert resolve(load_toml(path), {}).device == {"sub": {"b": 2}}
+
+
+def test_update_rank_belongs_to_the_analog_local_rules():
+    assert "backend = \"analog\" with rule np, fa or dfa" in _error(overrides={"update_rank": 2})  # float backend
+    assert "rule 'bp'" in _error(overrides={"update_rank": 2, "backend": "analog", "rule": "bp"})
+    assert "integer >= 0" in _error(overrides={"update_rank": -1, "backend": "analog"})
+    assert resolve({}, {"update_rank": 2, "backend": "analog", "rule": "fa"}).update_rank == 2
+    assert resolve({}, {"update_rank": 0, "backend": "float", "rule": "bp"}).update_rank == 0

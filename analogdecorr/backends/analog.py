@@ -48,6 +48,7 @@ __all__ = [
     "drift_evaluation",
     "installed_versions",
     "list_presets",
+    "low_rank_rows",
     "make_rpu_config",
     "read_noise",
     "tile_blocks",
@@ -158,10 +159,17 @@ class PulsedUpdater:
     weight_decay (wd) is applied the hardware way, as part of the same pulsed update: every ``decay_every``
     calls the tile's weights are read with an analog forward pass of unit vectors (read noise included) and
     the rows (x = I, d = wd·k·Wᵀ_read) are appended to the update batch, giving W <- W − lr·wd·k·W.
+
+    ``rank`` r > 0 sums the batch's rows digitally first and writes G's r largest singular directions as r rows
+    (:func:`low_rank_rows`) instead of one row per sample: a noisy per-sample estimate (NP's) then reaches the
+    device as its batch sum, so the pulses whose signs cancel within the batch are never written.
     """
 
-    def __init__(self, lr: float, weight_decay: float = 0.0, decay_every: int = 1) -> None:
+    def __init__(self, lr: float, weight_decay: float = 0.0, decay_every: int = 1, rank: int = 0) -> None:
         self.lr = _check_lr(lr)
+        if int(rank) < 0:
+            raise ConfigError(f"update rank must be >= 0 (0 writes one row per sample), got {rank}")
+        self.rank = int(rank)
         if not math.isfinite(weight_decay) or weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
         if int(decay_every) < 1:
@@ -210,9 +218,14 @@ class PulsedUpdater:
     def _apply(self, linear: AnalogLayerBase, z: Tensor, d: Tensor, decay: float) -> None:
         blocks = tile_blocks(linear)
         whole = len(blocks) == 1  # one tile holds the whole layer: no column slices to copy out
-        for tile, cols_in, cols_out in blocks:
-            x_t, d_t = (z, d) if whole else (z[:, cols_in], d[:, cols_out])
+        x_rows, d_rows = low_rank_rows(z, d, self.rank) if 0 < self.rank < z.shape[0] else (z, d)
+        for tile, cols_in, cols_out in blocks:  # a column slice of a factorisation factorises the block of G
+            x_t, d_t = (x_rows, d_rows) if whole else (x_rows[:, cols_in], d_rows[:, cols_out])
             x_t, d_t = x_t.contiguous(), d_t.contiguous()  # no copy when already contiguous
+            if self.rank and getattr(tile, "analog_bias", False):
+                raise ConfigError("update_rank on a tile with an analog bias column is not supported (the tile "
+                                  "would sum the compressed rows' d as the bias update); keep "
+                                  "rpu_config.mapping.digital_bias = True (aihwkit's default)")
             if decay:
                 if getattr(tile, "analog_bias", False):
                     raise ConfigError("weight decay on a tile with an analog bias column is not supported; "
@@ -262,6 +275,24 @@ class PulsedUpdater:
         intended = intended.flatten().double()
         denom = actual.norm() * intended.norm()
         return 0.0 if denom == 0 else float(actual @ intended / denom)
+
+
+def low_rank_rows(z: Tensor, d: Tensor, rank: int) -> tuple[Tensor, Tensor]:
+    """As many rows (x, d) as z has, with dᵀx the best rank-``rank`` approximation of G = dᵀz.
+
+    G = U S Vᵀ; its k ≤ ``rank`` leading terms are written ⌊n/k⌋ times each as the row (√(s/m)·v, √(s/m)·u),
+    m = ⌊n/k⌋: a compound that counts its transfers and chopper periods in rows (aihwkit's ``units_in_mbatch =
+    False``, its presets' setting) keeps its cadence, each row's two factors have equal norms (a balanced pulse
+    train), and the rows sum to G exactly when rank ≥ rank(G).
+    """
+    g = d.double().T @ z.double()
+    u, s, vh = torch.linalg.svd(g, full_matrices=False)
+    k = min(int(rank), s.shape[0])
+    m = max(z.shape[0] // k, 1)
+    root = (s[:k] / m).sqrt()
+    x_rows = (root[:, None] * vh[:k]).repeat_interleave(m, dim=0)
+    d_rows = (u[:, :k] * root).T.repeat_interleave(m, dim=0)
+    return x_rows.to(z.dtype).contiguous(), d_rows.to(d.dtype).contiguous()
 
 
 def _prepare(linear: AnalogLayerBase, z: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:

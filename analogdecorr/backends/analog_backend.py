@@ -66,7 +66,7 @@ class AnalogBackend:
             warning = check_sigma(cfg.sigma, self.rpu_config)
             if warning:
                 warnings.warn(warning, stacklevel=2)
-        self.updater = PulsedUpdater(cfg.lr, weight_decay=cfg.weight_decay)
+        self.updater = PulsedUpdater(cfg.lr, weight_decay=cfg.weight_decay, rank=cfg.update_rank)
         self.optimizer = None
 
     def prepare(self, net):

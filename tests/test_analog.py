@@ -263,17 +263,23 @@ def test_update_semantics_exact_on_float_tile(d_in):
     assert updater.stop_fidelity() == []
 
 
+def _step(updater: PulsedUpdater, layer: StandInLayer, z: torch.Tensor, d: torch.Tensor):
+    """Apply one update; return (ΔW, Δb, W and b before it)."""
+    w0, b0 = (t.clone() for t in layer.linear.get_weights())
+    updater.apply(layer, z, d)
+    w1, b1 = layer.linear.get_weights()
+    return w1 - w0, b1 - b0, w0, b0
+
+
 def test_weight_decay_is_part_of_the_update():
     layer = _fp_layer(6, 4)
     z, d = torch.randn(5, 6), 0.1 * torch.randn(5, 4)
-    w0, b0 = (t.clone() for t in layer.linear.get_weights())
-    PulsedUpdater(0.1, weight_decay=0.5).apply(layer, z, d)
-    w1, b1 = layer.linear.get_weights()
-    torch.testing.assert_close(w1 - w0, -0.1 * (d.T @ z + 0.5 * w0), atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(b1 - b0, -0.1 * (d.sum(0) + 0.5 * b0), atol=1e-6, rtol=1e-5)
+    dw, db, w0, b0 = _step(PulsedUpdater(0.1, weight_decay=0.5), layer, z, d)
+    torch.testing.assert_close(dw, -0.1 * (d.T @ z + 0.5 * w0), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(db, -0.1 * (d.sum(0) + 0.5 * b0), atol=1e-6, rtol=1e-5)
+    w1 = w0 + dw
     every = PulsedUpdater(0.1, weight_decay=0.5, decay_every=2)
     zero = torch.zeros(5, 4)
-    w1 = w1.clone()
     every.apply(layer, z, zero)
     torch.testing.assert_close(layer.linear.get_weights()[0], w1)  # 1st call: no decay yet
     every.apply(layer, z, zero)
@@ -299,12 +305,10 @@ def test_low_rank_rows_factorise_the_best_rank_k_approximation(n, k):
 def test_rank_limited_update_writes_the_truncated_batch_sum():
     layer = _fp_layer(6, 5)
     z, d = torch.randn(16, 6), 0.1 * torch.randn(16, 5)
-    w0, b0 = (t.clone() for t in layer.linear.get_weights())
-    PulsedUpdater(0.1, rank=1).apply(layer, z, d)
-    w1, b1 = layer.linear.get_weights()
+    dw, db, _, _ = _step(PulsedUpdater(0.1, rank=1), layer, z, d)
     u, s, vh = torch.linalg.svd(d.T @ z)
-    torch.testing.assert_close(w1 - w0, -0.1 * s[0] * torch.outer(u[:, 0], vh[0]), atol=1e-6, rtol=1e-4)
-    torch.testing.assert_close(b1 - b0, -0.1 * d.sum(0), atol=1e-6, rtol=1e-5)  # the bias sees every sample
+    torch.testing.assert_close(dw, -0.1 * s[0] * torch.outer(u[:, 0], vh[0]), atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(db, -0.1 * d.sum(0), atol=1e-6, rtol=1e-5)  # the bias sees every sample
     with pytest.raises(ConfigError, match="rank"):
         PulsedUpdater(0.1, rank=-1)
 

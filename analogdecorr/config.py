@@ -90,8 +90,7 @@ def _np_only(key: str, v: Any, cfg: RunConfig) -> None:
 
 
 def _pulsed_local_only(key: str, v: Any, cfg: RunConfig) -> None:
-    if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
-        raise ConfigError(f"{key}={v!r} must be an integer >= 0; 0 writes one pulse-train row per sample")
+    at_least_zero("0 writes one pulse-train row per sample", "an integer")(key, v, cfg)
     if v and (cfg.backend != "analog" or cfg.rule == "bp"):
         raise ConfigError(f"{key} = {v} shapes the analog tiles' pulsed update of a local rule but backend is "
                           f"{cfg.backend!r} and rule {cfg.rule!r}; use backend = \"analog\" with rule np, fa or dfa, "

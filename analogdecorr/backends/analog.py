@@ -222,14 +222,11 @@ class PulsedUpdater:
         for tile, cols_in, cols_out in blocks:  # a column slice of a factorisation factorises the block of G
             x_t, d_t = (x_rows, d_rows) if whole else (x_rows[:, cols_in], d_rows[:, cols_out])
             x_t, d_t = x_t.contiguous(), d_t.contiguous()  # no copy when already contiguous
-            if self.rank and getattr(tile, "analog_bias", False):
-                raise ConfigError("update_rank on a tile with an analog bias column is not supported (the tile "
-                                  "would sum the compressed rows' d as the bias update); keep "
-                                  "rpu_config.mapping.digital_bias = True (aihwkit's default)")
+            if (decay or self.rank) and getattr(tile, "analog_bias", False):  # its bias update would be Σ d_rows
+                what = "weight decay" if decay else "update_rank"
+                raise ConfigError(f"{what} on a tile with an analog bias column is not supported; "
+                                  "keep rpu_config.mapping.digital_bias = True (aihwkit's default)")
             if decay:
-                if getattr(tile, "analog_bias", False):
-                    raise ConfigError("weight decay on a tile with an analog bias column is not supported; "
-                                      "keep rpu_config.mapping.digital_bias = True (aihwkit's default)")
                 eye = self._eye(x_t.shape[1], x_t.dtype)
                 w_read_t = tile.joint_forward(eye, is_test=True)  # row j = W[:, j] read through the tile
                 x_t = torch.cat([x_t, eye])

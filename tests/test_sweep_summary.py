@@ -126,39 +126,132 @@ def test_val_best_minus_last_is_each_seeds_fall_from_its_best_validation_epoch_t
         assert float(table["val_best_minus_last_mean"]) == pytest.approx(0.05)
 
 
-def test_cond_column_is_the_median_over_seeds_of_the_first_and_last_layer_at_the_selected_epoch(tmp_path):
-    """The appended `cond ⟨zzᵀ⟩ L0 / last` column: per seed results.json's zz_cond at the best-validation epoch
-    (not the last), first and last layer (not a middle one), then the median over the seeds (not the mean); a
-    row whose runs did not record zz_cond shows –, and a sweep where none did has no such column."""
+def _add_seeds(tmp_path, row: SettingRow, name: str, best: list[dict], last: dict | None = None) -> None:
+    """One hand-written results.json per entry of ``best`` (the per-layer lists at the best-validation epoch 2
+    of 3; ``last`` at epoch 3, which the summary must not read), each counted in ``row``."""
     from types import SimpleNamespace
 
-    from analogdecorr.sweep.summary import COND_COLUMN, add_run
+    from analogdecorr.sweep.summary import add_run
 
-    spec = _spec()
-    rows = [SettingRow((("variant", v), ("lr", "0.1")), {}) for v in ("A", "B")]
-    # (first, middle, last) at the best epoch 2; the last epoch's values must not be read
-    firsts, lasts = [10.0, 2.0, 3.0], [400.0, 100.0, 1e6]
-    for seed in range(3):
-        out = tmp_path / f"s{seed}"
+    for seed, layers in enumerate(best):
+        out = tmp_path / f"{name}{seed}"
         out.mkdir()
         epochs = [{"epoch": e, "val_acc": acc, "test_acc": acc} for e, acc in ((1, 0.2), (2, 0.6), (3, 0.4))]
-        epochs[1]["zz_cond"] = [firsts[seed], 7.0, lasts[seed]]
-        epochs[2]["zz_cond"] = [99.0, 99.0, 99.0]
+        epochs[1].update(layers)
+        epochs[2].update(last or {})
         (out / "results.json").write_text(json.dumps({"epochs": epochs}))
-        add_run(rows[0], SimpleNamespace(out=out, config=SimpleNamespace(epochs=3)), "validation", "val_acc")
-        plain = tmp_path / f"plain{seed}"
-        plain.mkdir()
-        (plain / "results.json").write_text(json.dumps({"epochs": [{k: v for k, v in r.items() if k != "zz_cond"}
-                                                                     for r in epochs]}))
-        add_run(rows[1], SimpleNamespace(out=plain, config=SimpleNamespace(epochs=3)), "validation", "val_acc")
-    md = markdown(spec, rows).splitlines()
-    head = next(line for line in md if line.startswith("| variant"))
-    header = [c.strip() for c in head.strip("|").split("|")]
-    assert header[-2:] == ["settings", COND_COLUMN]  # appended after every existing column
-    cells = {line.split(" | ")[0]: [c.strip() for c in line.strip("|").split("|")] for line in md
-             if line.startswith("| A ") or line.startswith("| B ")}
-    assert cells["| A"][-1] == "3 / 400" and cells["| B"][-1] == "–"
+        add_run(row, SimpleNamespace(out=out, config=SimpleNamespace(epochs=3)), "validation", "val_acc")
+
+
+def _table(md: str) -> tuple[list[str], dict[str, list[str]]]:
+    """summary.md's header cells and, per variant, its row's cells."""
+    lines = md.splitlines()
+    split = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")]
+    return split[0], {cells[0]: cells for cells in split[1:]}
+
+
+def test_cond_column_is_the_median_over_seeds_of_the_first_and_last_layer_at_the_selected_epoch(tmp_path):
+    """The default diagnostic column `cond ⟨zzᵀ⟩ L0 / last`: per seed results.json's zz_cond at the
+    best-validation epoch (not the last), first and last layer (not a middle one), then the median over the seeds
+    (not the mean); a row whose runs did not record zz_cond shows –, and a sweep where none did has no such
+    column."""
+    from analogdecorr.sweep.summary import DIAGNOSTIC_BY_KEY
+
+    cond = DIAGNOSTIC_BY_KEY["zz_cond"].column
+    spec = _spec()
+    rows = [SettingRow((("variant", v), ("lr", "0.1")), {}) for v in ("A", "B")]
+    firsts, lasts = [10.0, 2.0, 3.0], [400.0, 100.0, 1e6]
+    _add_seeds(tmp_path, rows[0], "s", [{"zz_cond": [f, 7.0, la]} for f, la in zip(firsts, lasts, strict=True)],
+               last={"zz_cond": [99.0, 99.0, 99.0]})
+    _add_seeds(tmp_path, rows[1], "plain", [{}] * 3)
+    header, cells = _table(markdown(spec, rows))
+    assert header[-2:] == ["settings", cond]  # appended after every existing column
+    assert cells["A"][-1] == "3 / 400" and cells["B"][-1] == "–"
     table = list(csv.DictReader(io.StringIO(csv_text(spec, rows))))
     assert float(table[0]["zz_cond_first_median"]) == 3.0 and float(table[0]["zz_cond_last_median"]) == 400.0
     assert table[1]["zz_cond_first_median"] == ""
-    assert COND_COLUMN not in markdown(spec, rows[1:]) and "zz_cond" not in csv_text(spec, rows[1:])
+    assert cond not in markdown(spec, rows[1:]) and "zz_cond" not in csv_text(spec, rows[1:])
+
+
+# Per-layer figures of three seeds (first, middle, last layer) at the best epoch; row B's runs are not NP (no
+# grad_cosine). Medians (never the means): corr_after .3 / .05, zz_cond 20 / 3e6, zz_eig_max 4 / .5, grad_cosine
+# .9 / .2.
+LAYERS = [{"corr_after": [0.3, 9.0, 0.05], "zz_cond": [20.0, 9.0, 3e6], "zz_eig_max": [4.0, 9.0, 0.5],
+           "zz_eig_min": [0.2, 9.0, 1e-7], "corr_before": [0.5, 9.0, 0.5], "grad_cosine": [0.9, 9.0, 0.2]},
+          {"corr_after": [0.1, 9.0, 0.02], "zz_cond": [10.0, 9.0, 1e6], "zz_eig_max": [2.0, 9.0, 0.25],
+           "zz_eig_min": [0.2, 9.0, 1e-7], "corr_before": [0.5, 9.0, 0.5], "grad_cosine": [0.8, 9.0, 0.1]},
+          {"corr_after": [0.8, 9.0, 0.5], "zz_cond": [40.0, 9.0, 5e6], "zz_eig_max": [8.0, 9.0, 1.0],
+           "zz_eig_min": [0.2, 9.0, 1e-7], "corr_before": [0.5, 9.0, 0.5], "grad_cosine": [0.95, 9.0, 0.6]}]
+CHOSEN = ["corr_after", "zz_cond", "zz_eig_max", "grad_cosine"]
+
+
+def _diagnostic_rows(tmp_path) -> list[SettingRow]:
+    rows = [SettingRow((("variant", v), ("lr", "0.1")), {}) for v in ("A", "B")]
+    wrong = {k: [-1.0, -1.0, -1.0] for k in LAYERS[0]}  # the last epoch: never read
+    _add_seeds(tmp_path, rows[0], "np", LAYERS, last=wrong)
+    _add_seeds(tmp_path, rows[1], "bp", [{k: v for k, v in layers.items() if k != "grad_cosine"}
+                                         for layers in LAYERS], last=wrong)
+    return rows
+
+
+def test_the_sweep_file_chooses_the_diagnostic_columns_and_their_order(tmp_path):
+    """[sweep] diagnostics: one column per name in the file's order after every other column, each the median
+    over seeds of the first / last layer at the selected epoch, in its own format (3 decimals for correlations
+    and cosines, 3 significant digits for cond and eigenvalues); – for the row whose runs lack grad_cosine. The
+    CSV has <key>_first_median, <key>_last_median in the same order; figures not chosen are nowhere."""
+    from analogdecorr.sweep.summary import DIAGNOSTIC_BY_KEY
+
+    spec = parse_sweep({"grid": {"variant": {"A": {"decor": "none"}, "B": {"decor": "whiten"}}, "lr": [0.1]},
+                        "base": {"dataset": "digits"}, "sweep": {"seeds": [0, 1, 2], "diagnostics": CHOSEN}})
+    assert spec.diagnostics == tuple(CHOSEN)
+    rows = _diagnostic_rows(tmp_path)
+    md = markdown(spec, rows)
+    header, cells = _table(md)
+    columns = [DIAGNOSTIC_BY_KEY[k].column for k in CHOSEN]
+    assert columns == ["corr after L0 / last", "cond ⟨zzᵀ⟩ L0 / last", "λ_max ⟨zzᵀ⟩ L0 / last",
+                       "cos(NP, ∇) L0 / last"]
+    assert header[header.index("settings") + 1:] == columns
+    assert cells["A"][-4:] == ["0.300 / 0.050", "20 / 3e+06", "4 / 0.5", "0.900 / 0.200"]
+    assert cells["B"][-4:] == ["0.300 / 0.050", "20 / 3e+06", "4 / 0.5", "–"]
+    assert "λ_min" not in md and "corr before" not in md
+    legend = next(line for line in md.splitlines() if line.startswith("Seeds "))
+    assert [legend.index(f"`{c}`: ") for c in columns] == sorted(legend.index(f"`{c}`: ") for c in columns)
+    assert "(results.json's corr_after, zz_cond, zz_eig_max, grad_cosine)" in legend
+    reader = csv.DictReader(io.StringIO(csv_text(spec, rows)))
+    table = list(reader)
+    assert reader.fieldnames[reader.fieldnames.index("settings") + 1:] == [
+        f"{k}_{end}_median" for k in CHOSEN for end in ("first", "last")]
+    assert [float(table[0][f"{k}_{end}_median"]) for k in CHOSEN for end in ("first", "last")] == [
+        0.3, 0.05, 20.0, 3e6, 4.0, 0.5, 0.9, 0.2]
+    assert table[1]["grad_cosine_first_median"] == table[1]["grad_cosine_last_median"] == ""
+
+
+def test_by_default_only_the_cond_column_is_shown_with_its_legend_sentence(tmp_path):
+    """A sweep file without diagnostics keeps the summary it had (runs that recorded every figure still show
+    only cond ⟨zzᵀ⟩, with the legend sentence word for word); diagnostics = [] shows none."""
+    spec = _spec()
+    assert spec.diagnostics == ("zz_cond",)
+    rows = _diagnostic_rows(tmp_path)
+    md = markdown(spec, rows)
+    header, cells = _table(md)
+    assert header[-2:] == ["settings", "cond ⟨zzᵀ⟩ L0 / last"] and cells["A"][-1] == "20 / 3e+06"
+    assert (" `cond ⟨zzᵀ⟩ L0 / last`: the condition number of the centred ⟨z zᵀ⟩ of the first and the last "
+            "layer's decorrelated input at the selected epoch (results.json's zz_cond), median over the seeds (– "
+            "where the runs did not record it).\n") in md
+    assert csv_text(spec, rows).splitlines()[0].endswith(",settings,zz_cond_first_median,zz_cond_last_median")
+    none = parse_sweep({"grid": {"lr": [0.1]}, "base": {"dataset": "digits"}, "sweep": {"diagnostics": []}})
+    assert "⟨zzᵀ⟩" not in markdown(none, rows) and csv_text(none, rows).splitlines()[0].endswith(",settings")
+
+
+@pytest.mark.parametrize("value, message", [
+    (["zz_cond", "corr_afterr"], "unknown diagnostic 'corr_afterr' in [sweep] diagnostics (did you mean "
+                                 "'corr_after'?); choose from zz_cond, zz_eig_max, zz_eig_min, zz_rank, "
+                                 "corr_after, corr_before, grad_cosine"),
+    ("zz_cond", "[sweep] diagnostics must be a list of per-layer figures"),
+    (["zz_cond", "zz_cond"], "[sweep] diagnostics lists 'zz_cond' twice"),
+])
+def test_a_bad_diagnostics_list_is_one_error_at_parse_time(value, message):
+    data = {"base": {"dataset": "digits"}, "grid": {"lr": [0.1]}, "sweep": {"diagnostics": value}}
+    with pytest.raises(ConfigError) as e:
+        parse_sweep(data)
+    assert message in str(e.value) and "\n" not in str(e.value)

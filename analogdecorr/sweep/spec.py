@@ -12,6 +12,10 @@ Format (TOML; every table but [base] optional)::
     out = "sweeps/lr"            # default folder (--out overrides; default runs/sweeps/<file stem>)
     baseline = {rule = "bp"}     # the p column tests each setting against this one (default: the best);
                                  # axes it leaves out are matched to the row's own (one baseline per lr here)
+    diagnostics = ["corr_after", "zz_cond"]   # per-layer columns of the summary, in this order (default
+                                 # ["zz_cond"]; [] for none): the first / last layer at the selected epoch,
+                                 # median over seeds, of zz_cond, zz_eig_max, zz_eig_min, zz_rank, corr_after,
+                                 # corr_before, grad_cosine (results.json; a column no run recorded is left out)
 
     [base]                       # RunConfig keys shared by every run (not seed, not out)
     dataset = "digits"
@@ -77,7 +81,7 @@ RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 TABLES = ("sweep", "base", "grid", "sample", "exclude", "tune")
 TUNE_KEYS = ("seeds", "metric", "rows", "search")
 TUNE_METRICS = ("val_acc", "val_loss")
-SWEEP_KEYS = ("seeds", "metric", "select", "plot", "out", "name", "baseline", "title")
+SWEEP_KEYS = ("seeds", "metric", "select", "plot", "out", "name", "baseline", "title", "diagnostics")
 METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss")
 SELECTS = ("validation", "last")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
@@ -134,6 +138,7 @@ class SweepSpec:
     excludes: list[dict[str, list[str]]] = field(default_factory=list)
     title: str | None = None  # the plot's title
     baseline: dict[str, str] | None = None  # axis → label of the setting(s) the p column tests against
+    diagnostics: tuple[str, ...] = ("zz_cond",)  # the summary's per-layer columns (summary.DIAGNOSTICS keys)
     source: str = "the sweep file"
     tune: TuneSpec | None = None
 
@@ -307,6 +312,7 @@ def parse_sweep(data: Mapping[str, Any], source: str = "the sweep file") -> Swee
         title=_opt_str(sweep.get("title"), "title", source),
         excludes=excludes,
         baseline=_baseline(sweep.get("baseline"), dict(axes), source),
+        diagnostics=_diagnostics(sweep.get("diagnostics", ["zz_cond"]), source),
         source=source,
         tune=tune,
     )
@@ -563,6 +569,22 @@ def _baseline(raw: Any, axes: Mapping[str, list], source: str) -> dict[str, str]
             raise ConfigError(f"{source}: [sweep] baseline {axis} must be one value, got the list {value!r}")
     rule = _excludes([raw], axes, source, what="[sweep] baseline")[0]
     return {axis: labels[0] for axis, labels in rule.items()}
+
+
+def _diagnostics(raw: Any, source: str) -> tuple[str, ...]:
+    """[sweep] diagnostics = ["zz_cond", ...]: distinct names of summary.DIAGNOSTICS, in column order."""
+    from .summary import DIAGNOSTICS  # summary imports this module
+
+    valid = [d.key for d in DIAGNOSTICS]
+    if not (isinstance(raw, list) and all(isinstance(n, str) for n in raw)):
+        raise ConfigError(f"{source}: [sweep] diagnostics must be a list of per-layer figures, e.g. "
+                          f"diagnostics = [\"zz_cond\", \"corr_after\"] (from {', '.join(valid)}); got {raw!r}")
+    for name in raw:
+        if name not in valid:
+            raise ConfigError(f"{source}: {choice_message(name, valid, 'diagnostic', ' in [sweep] diagnostics')}")
+        if raw.count(name) > 1:
+            raise ConfigError(f"{source}: [sweep] diagnostics lists {name!r} twice; list each column once")
+    return tuple(raw)
 
 
 def _matches(rule: Mapping[str, list[str]], setting: Mapping[str, str]) -> bool:

@@ -2,9 +2,10 @@
 
 Each run's epoch is its best-validation epoch (``select = "validation"``) or its last; the row gives the sweep's
 metric there, the test accuracy there (test accuracy is never used to choose anything) and at the last epoch,
-and how far validation accuracy fell from its best epoch to the last (best − last: what a run forgot). When the
-runs recorded the decorrelated inputs' spectra (``zz_cond`` in results.json), a last column gives the condition
-number of the first and the last layer's ⟨z zᵀ⟩ at the selected epoch, median over the seeds.
+and how far validation accuracy fell from its best epoch to the last (best − last: what a run forgot). Last come
+the per-layer diagnostics the sweep file chooses ([sweep] diagnostics, :data:`DIAGNOSTICS`; default the condition
+number of ⟨z zᵀ⟩): each the first and the last layer's value at the selected epoch, median over the seeds that
+recorded it, and left out when no run recorded it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import math
 import statistics
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,57 @@ from ..atomic import atomic_write
 from ..results import run_summary
 from .spec import DIVERGED, RESULTS, SweepSpec, Trial
 
-COND_COLUMN = "cond ⟨zzᵀ⟩ L0 / last"  # the summary's column for results.json's zz_cond (first / last layer)
+
+def fmt_sig3(v: float) -> str:
+    """3 significant digits, scientific when large or small (condition numbers, eigenvalues)."""
+    return f"{v:.3g}"
+
+
+def fmt_dec3(v: float) -> str:
+    """3 decimals (correlations, cosines)."""
+    return f"{v:.3f}"
+
+
+def fmt_int(v: float) -> str:
+    """A count (a median of two counts may end in .5)."""
+    return f"{v:g}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A per-layer figure of results.json's epoch rows the summary can show: the first and the last layer's value
+    at the selected epoch, median over the seeds."""
+
+    key: str  # the epoch row's key (a list, one value per layer); also the [sweep] diagnostics name
+    column: str  # summary.md's header
+    csv: str  # summary.csv's columns: <csv>_first_median, <csv>_last_median
+    formatter: Callable[[float], str]  # one value in summary.md
+    meaning: str  # what the column holds, in the legend sentence under the title
+
+    def cell(self, pair: tuple[float, float]) -> str:
+        """A first / last layer pair for summary.md; – for a layer (or both) not recorded."""
+        return "–" if all(math.isnan(v) for v in pair) else " / ".join(
+            "–" if math.isnan(v) else self.formatter(v) for v in pair)
+
+
+_ZZ = "the centred ⟨z zᵀ⟩ of the first and the last layer's decorrelated input"
+#: Every per-layer figure a sweep file may list in [sweep] diagnostics (schema: analogdecorr/results.py).
+DIAGNOSTICS: tuple[Diagnostic, ...] = (
+    Diagnostic("zz_cond", "cond ⟨zzᵀ⟩ L0 / last", "zz_cond", fmt_sig3, f"the condition number of {_ZZ}"),
+    Diagnostic("zz_eig_max", "λ_max ⟨zzᵀ⟩ L0 / last", "zz_eig_max", fmt_sig3, f"the largest eigenvalue of {_ZZ}"),
+    Diagnostic("zz_eig_min", "λ_min ⟨zzᵀ⟩ L0 / last", "zz_eig_min", fmt_sig3, f"the smallest eigenvalue of {_ZZ}"),
+    Diagnostic("zz_rank", "rank ⟨zzᵀ⟩ L0 / last", "zz_rank", fmt_int,
+               f"the rank (eigenvalues above 1e-10·λ_max) of {_ZZ}"),
+    Diagnostic("corr_after", "corr after L0 / last", "corr_after", fmt_dec3,
+               "the mean absolute off-diagonal correlation of the first and the last layer's decorrelated input"),
+    Diagnostic("corr_before", "corr before L0 / last", "corr_before", fmt_dec3,
+               "the mean absolute off-diagonal correlation of the first and the last layer's input before "
+               "decorrelation"),
+    Diagnostic("grad_cosine", "cos(NP, ∇) L0 / last", "grad_cosine", fmt_dec3,
+               "the cosine of NP's weight update with the true gradient of the first and the last layer (NP runs "
+               "with probe_size > 0 only)"),
+)
+DIAGNOSTIC_BY_KEY = {d.key: d for d in DIAGNOSTICS}
 
 
 @dataclass
@@ -43,7 +94,8 @@ class SettingRow:
     test_last: list[float] = field(default_factory=list)
     epoch: list[int] = field(default_factory=list)
     curves: list[list[float]] = field(default_factory=list)  # metric per epoch, per seed
-    zz_cond: list[tuple[float, float]] = field(default_factory=list)  # (first, last layer) at the selected epoch
+    #: results.json key → per seed that recorded it, (first, last layer) at the selected epoch (every DIAGNOSTICS key)
+    diagnostics: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     chosen: str | None = None  # a tuned row: its chosen setting (or how far its search is), else None
 
     @property
@@ -51,10 +103,11 @@ class SettingRow:
         """Per seed, best − last validation accuracy (0 for a run that ends at its best; NaN without one)."""
         return [a - b for a, b in zip(self.val_best, self.val_last, strict=True)]
 
-    @property
-    def cond(self) -> tuple[float, float]:
-        """Median over the seeds that recorded it of the first and the last layer's cond ⟨z zᵀ⟩ (NaN: none)."""
-        return tuple(_median([c[i] for c in self.zz_cond]) for i in (0, 1))  # type: ignore[return-value]
+    def median(self, key: str) -> tuple[float, float]:
+        """Median over the seeds that recorded it of the first and the last layer's diagnostic ``key`` (NaN:
+        none did)."""
+        pairs = self.diagnostics.get(key, [])
+        return tuple(_median([p[i] for p in pairs]) for i in (0, 1))  # type: ignore[return-value]
 
     @property
     def settings_text(self) -> str:
@@ -110,9 +163,10 @@ def add_run(row: SettingRow, trial: Trial, select: str, metric: str) -> None:
     row.test_last.append(_num(data["epochs"][-1].get("test_acc")))
     row.epoch.append(int(chosen["epoch"]))
     row.curves.append([_num(r.get(metric)) for r in data["epochs"]])
-    cond = chosen.get("zz_cond")
-    if isinstance(cond, list) and cond:
-        row.zz_cond.append((_num(cond[0]), _num(cond[-1])))
+    for d in DIAGNOSTICS:
+        layers = chosen.get(d.key)
+        if isinstance(layers, list) and layers:
+            row.diagnostics.setdefault(d.key, []).append((_num(layers[0]), _num(layers[-1])))
 
 
 def best_row(spec: SweepSpec, rows: Sequence[SettingRow]) -> SettingRow | None:
@@ -167,10 +221,18 @@ def fmt_p(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def fmt_cond(cond: tuple[float, float]) -> str:
-    """A first / last layer condition-number pair, 3 significant digits each; – when not recorded."""
-    return "–" if all(math.isnan(c) for c in cond) else " / ".join(
-        "–" if math.isnan(c) else f"{c:.3g}" for c in cond)
+def shown_diagnostics(spec: SweepSpec, rows: Sequence[SettingRow]) -> list[Diagnostic]:
+    """The sweep file's diagnostics, in its order, that at least one row's runs recorded."""
+    return [DIAGNOSTIC_BY_KEY[k] for k in spec.diagnostics if any(r.diagnostics.get(k) for r in rows)]
+
+
+def diagnostics_legend(shown: Sequence[Diagnostic]) -> str:
+    """The legend sentence of the diagnostic columns ("" for none)."""
+    if not shown:
+        return ""
+    items = "; ".join(f"`{d.column}`: {d.meaning}" for d in shown) + ("; each" if len(shown) > 1 else "")
+    return (f" {items} at the selected epoch (results.json's {', '.join(d.key for d in shown)}), median over "
+            "the seeds (– where the runs did not record it).")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -215,18 +277,15 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
     tuned = any(r.chosen is not None for r in rows)
     if tuned:  # nothing is chosen from this table any more: the reported figure gets its own test
         lines[-2] += " `p test`: the same test on test accuracy at the selected epoch."
-    conds = any(r.zz_cond for r in rows)
-    if conds:
-        lines[-2] += (f" `{COND_COLUMN}`: the condition number of the centred ⟨z zᵀ⟩ of the first and the last "
-                      "layer's decorrelated input at the selected epoch (results.json's zz_cond), median over "
-                      "the seeds (– where the runs did not record it).")
+    shown = shown_diagnostics(spec, rows)
+    lines[-2] += diagnostics_legend(shown)
     if note:
         lines += [note, ""]
     names = spec.axis_names
     p_test = p_values(spec, rows, "test_selected") if tuned else []
     head = [*names, *(["chosen"] if tuned else []), "seeds", spec.metric, "p", "test acc @ sel.",
             *(["p test"] if tuned else []), "epoch", "test acc (last)", "val best − last", "settings",
-            *([COND_COLUMN] if conds else [])]
+            *(d.column for d in shown)]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for i, (r, p) in enumerate(zip(rows, ps, strict=True)):
         labels = dict(r.setting)
@@ -235,7 +294,7 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
         mark = " *" if r is best else ""
         cells = [labels[n] for n in names] + ([r.chosen or "–"] if tuned else []) + [
             seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), *([fmt_p(p_test[i])] if tuned else []),
-            ep, fmt(r.test_last), fmt(r.gap), f"`{r.settings_text}`", *([fmt_cond(r.cond)] if conds else [])]
+            ep, fmt(r.test_last), fmt(r.gap), f"`{r.settings_text}`", *(d.cell(r.median(d.key)) for d in shown)]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines += ["", f"Best setting: {' '.join(f'{k}={v}' for k, v in best.setting)} ({best.settings_text}): "
@@ -249,12 +308,12 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     tuned = any(r.chosen is not None for r in rows)
-    conds = any(r.zz_cond for r in rows)
+    shown = shown_diagnostics(spec, rows)
     w.writerow([*spec.axis_names, *(["chosen"] if tuned else []), "seeds", "done", "diverged",
                 f"{spec.metric}_mean", f"{spec.metric}_std", "p",
                 "test_acc_selected_mean", "test_acc_selected_std", *(["p_test"] if tuned else []), "epoch_mean",
                 "test_acc_last_mean", "test_acc_last_std", "val_best_minus_last_mean", "val_best_minus_last_std",
-                "settings", *(["zz_cond_first_median", "zz_cond_last_median"] if conds else [])])
+                "settings", *(f"{d.csv}_{end}_median" for d in shown for end in ("first", "last"))])
     p_test = p_values(spec, rows, "test_selected") if tuned else [math.nan] * len(rows)
     for r, p, pt in zip(rows, p_values(spec, rows), p_test, strict=True):
         labels = dict(r.setting)
@@ -266,7 +325,7 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
         w.writerow([*(labels[n] for n in spec.axis_names), *([r.chosen or ""] if tuned else []), r.seeds,
                     r.done, r.diverged,
                     *(_cell(v) for v in (m, s, p, tm, ts, *([pt] if tuned else []), ep, lm, ls, gm, gs)),
-                    r.settings_text, *((_cell(v) for v in r.cond) if conds else ())])
+                    r.settings_text, *(_cell(v) for d in shown for v in r.median(d.key))])
     return buf.getvalue()
 
 

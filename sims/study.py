@@ -696,7 +696,8 @@ def headline_table(headline: ClaimTable, done: set[str], text: str, root: Path) 
     'not measured yet'). With any target in the table, the columns target and met come after p. Returns
     (Markdown, notes on the rows kept, errors: a claim that cannot be built keeps its row)."""
     doc = headline.doc
-    header = TARGET_HEADER if any(c.target for c in headline.claims) else HEADLINE_HEADER
+    with_target = any(c.target for c in headline.claims)
+    header = TARGET_HEADER if with_target else HEADLINE_HEADER
     kept: dict[str, dict[str, str]] = {}  # label → the doc's row, by its header (with or without target/met)
     block = find_blocks(text, doc).get(headline.marker)
     if block is not None:
@@ -713,7 +714,7 @@ def headline_table(headline: ClaimTable, done: set[str], text: str, root: Path) 
         source = f"`{_rel(claim.part.sweep or claim.part.script, root)}`"
         if claim.part.name in done:
             try:
-                rows.append(claim_row(claim, summaries, source, with_target=header is TARGET_HEADER))
+                rows.append(claim_row(claim, summaries, source, with_target=with_target))
                 continue
             except ConfigError as e:
                 errors.append(str(e))
@@ -761,7 +762,8 @@ def claim_row(claim: Claim, summaries: dict[str, tuple[Table, list[dict[str, str
     ref_labels = {**claim.row, **claim.against}
     if claim.against:
         measured += f" vs {figure(pick(ref_labels))}"
-        delta = _points(*_claim_means(part, claim.column, claim.row, ref_labels, data, where))
+        delta = _points(*(_claim_mean(part, claim.column, labels, data, f"{where}, its Δ")
+                          for labels in (claim.row, ref_labels)))
     if claim.p:
         p = row[table.header.index(claim.p)]
     else:
@@ -790,14 +792,12 @@ def judge(claim: Claim, data: list[dict[str, str]], where: str) -> str:
         met = sum(isinstance(v, float) and _at_least(v, target.bound) for v in map(found[0].get, seeds))
         return f"{'yes' if met == len(seeds) else 'no'} ({met} of {len(seeds)} seeds)"
     if target.kind.startswith("delta_"):
-        value, ref = _claim_means(part, claim.column, claim.row, {**claim.row, **claim.against}, data, where)
+        value, ref = (_claim_mean(part, claim.column, labels, data, f"{where} target {target.kind}")
+                      for labels in (claim.row, {**claim.row, **claim.against}))
         diff = (value - ref) * 100
         ok = _at_least(diff, target.bound) if target.kind == "delta_at_least" else _at_least(target.bound, abs(diff))
     else:
-        name = _csv_mean(part, claim.column)
-        if name is None or (data and name not in data[0]):
-            raise ConfigError(f"{where}: target {target.kind}: no unrounded mean of {claim.column!r} in summary.csv")
-        value = _csv_value(data, claim.row, name)
+        value = _claim_mean(part, claim.column, claim.row, data, f"{where} target {target.kind}")
         ok = _at_least(value, target.bound) if target.kind == "at_least" else _at_least(target.bound, value)
     return "yes" if ok else "no"
 
@@ -812,16 +812,15 @@ def _csv_mean(part: Part, column: str) -> str | None:
     return _CSV_OF.get(column, f"{column}_mean" if part.spec is not None and column == part.spec.metric else None)
 
 
-def _claim_means(part: Part, column: str, labels: dict[str, str], ref: dict[str, str], data: list[dict[str, str]],
-                 where: str) -> tuple[float, float]:
-    """``column``'s unrounded means in summary.csv of the row and of its reference (NaN where missing)."""
+def _claim_mean(part: Part, column: str, labels: dict[str, str], data: list[dict[str, str]], where: str) -> float:
+    """``column``'s unrounded mean in summary.csv of the row with ``labels`` (NaN where missing)."""
     name = _csv_mean(part, column)
     if name is None or (data and name not in data[0]):
-        raise ConfigError(f"{where}: no unrounded mean of {column!r} in summary.csv to take a difference of")
-    missing = [k for k in {**labels, **ref} if data and k not in data[0]]
+        raise ConfigError(f"{where}: no unrounded mean of {column!r} in summary.csv")
+    missing = [k for k in labels if data and k not in data[0]]
     if missing:
         raise ConfigError(f"{where}: summary.csv has no column {missing[0]!r} to find the row by")
-    return _csv_value(data, labels, name), _csv_value(data, ref, name)
+    return _csv_value(data, labels, name)
 
 
 def _claim_p(part: Part, column: str, labels: dict[str, str], ref: dict[str, str], data: list[dict[str, str]]) -> str:

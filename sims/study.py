@@ -8,7 +8,8 @@ declared block must exist and every block in a declared doc must be declared, ch
 The ``[headline]`` declaration is one more block, ``<!-- study:headline -->``: one row per claim, each quoting a
 row of a part's summary (and its reference row, the difference and p); a claim whose part has runs left keeps the
 row the doc has. More claim tables, e.g. one comparison across parts, are ``[[claims]]`` with their own ``name``
-(the marker) and ``doc``, and the same ``[[claims.claim]]`` rows.
+(the marker) and ``doc``, and the same ``[[claims.claim]]`` rows. A claim's ``target`` (at least / at most a
+mean, a difference of at least / within some points, every seed at least) adds the columns target and met.
 
     .venv/bin/python sims/study.py                       # everything (hours; resumes), then the docs
     .venv/bin/python sims/study.py --list                # parts, their runs and whether they are finished
@@ -111,6 +112,29 @@ class Claim:
     column: str
     against: dict[str, str] = field(default_factory=dict)
     p: str | None = None  # the summary column holding the row's p-value against the `against` row
+    target: Target | None = None  # the acceptance target its figure is judged by (target/met columns)
+
+
+@dataclass(frozen=True)
+class Target:
+    """An acceptance target on a claim: ``kind`` (a key of TARGET_KINDS) and its ``bound`` (an accuracy, or
+    points for the Δ kinds)."""
+
+    kind: str
+    bound: float
+
+    @property
+    def text(self) -> str:
+        """The target as the table's target column shows it, e.g. "≥ 0.37", "Δ ≥ +15", "every seed ≥ 0.80"."""
+        b = self.bound
+        figure = f"{b:.2f}" if abs(b) < 1 and abs(b - round(b, 2)) < 1e-12 else f"{b:g}"
+        return {"at_least": f"≥ {figure}", "at_most": f"≤ {figure}", "delta_at_least": f"Δ ≥ {b:+g}",
+                "delta_within": f"|Δ| ≤ {b:g}", "every_seed_at_least": f"every seed ≥ {figure}"}[self.kind]
+
+    @property
+    def cell(self) -> str:
+        """``text`` in a Markdown table cell (its | escaped)."""
+        return self.text.replace("|", "\\|")
 
 
 @dataclass(frozen=True)
@@ -171,8 +195,11 @@ _PART_KEYS = {"name", "sweep", "script", "args", "out", "outputs", "status", "ta
 _TABLE_KEYS = {"view", "doc", "file", "section", "seeds", "rows", "columns", "labels", "rename", "delta", "order"}
 _DELTA_KEYS = {"name", "of", "against", "by", "after"}
 _HEADLINE_KEYS = {"doc", "claim"}
-_CLAIM_KEYS = {"label", "part", "row", "column", "against", "p"}
+_CLAIM_KEYS = {"label", "part", "row", "column", "against", "p", "target"}
 P_OF = {"p test": "test acc @ sel."}  # a tuned summary's p column → the column it tests (`p`: the metric's)
+# a claim's target = { KIND = number }: what it bounds (the row's unrounded mean, Δ in points, every final seed)
+TARGET_KINDS = ("at_least", "at_most", "delta_at_least", "delta_within", "every_seed_at_least")
+SEED_FIGURE_OF = {"test acc (last)": "test_last", "test acc @ sel.": "test_selected"}  # (the metric: "metric")
 
 
 def _part(raw: dict[str, Any], where: str, root: Path) -> Part:
@@ -304,7 +331,50 @@ def _claim(raw: Any, parts: dict[str, Part], where: str) -> Claim:
                 {**row, **against}.get(k) != v for k, v in spec.baseline.items()):
             raise ConfigError(f"{where}: p = {p!r} is against the sweep's baseline "
                               f"{spec.baseline}; set against = that baseline (and nothing else)")
-    return Claim(label, part, row, str(raw["column"]), against, None if p is None else str(p))
+    target = _target(raw["target"], part, str(raw["column"]), against, where) if "target" in raw else None
+    return Claim(label, part, row, str(raw["column"]), against, None if p is None else str(p), target)
+
+
+def _target(raw: Any, part: Part, column: str, against: dict[str, str], where: str) -> Target:
+    """A claim's ``target = { KIND = number }``, checked against the claim (its part, column and against)."""
+    import math
+
+    kinds = ", ".join(TARGET_KINDS)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: target must be a table such as target = {{ at_least = 0.9 }} (one of {kinds})")
+    bad = sorted(set(raw) - set(TARGET_KINDS))
+    if bad:
+        raise ConfigError(f"{where}: target: unknown key {bad[0]!r}; give one of {kinds}")
+    if len(raw) != 1:
+        raise ConfigError(f"{where}: target has {len(raw)} keys ({', '.join(raw) or 'none'}); give exactly one of "
+                          f"{kinds} (one target per claim)")
+    (kind, value), = raw.items()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}: target {kind} = {value!r} is not a number; write e.g. {kind} = 0.9")
+    if kind.startswith("delta_") and not against:
+        raise ConfigError(f"{where}: target {kind} bounds the difference from a reference row; add against = "
+                          "{ column = \"value\" } to the claim")
+    if kind == "delta_within" and value < 0:
+        raise ConfigError(f"{where}: target delta_within = {value} bounds |Δ|: give a number >= 0")
+    spec = part.spec
+    if kind == "every_seed_at_least":
+        if spec is None:
+            raise ConfigError(f"{where}: target every_seed_at_least reads each seed's run, and part {part.name} "
+                              "is a script part; use at_least (the mean) or a sweep part")
+        if _seed_figure(part, column) is None:
+            raise ConfigError(f"{where}: target every_seed_at_least: column {column!r} has no per-seed figure; "
+                              f"use column = one of {', '.join(repr(c) for c in [*SEED_FIGURE_OF, spec.metric])}")
+    elif spec is not None and _csv_mean(part, column) is None:  # a script part's summary.csv: checked when built
+        raise ConfigError(f"{where}: target {kind}: column {column!r} has no unrounded mean in summary.csv; use "
+                          f"column = one of {', '.join(repr(c) for c in [*_CSV_OF, spec.metric])}")
+    return Target(kind, float(value))
+
+
+def _seed_figure(part: Part, column: str) -> str | None:
+    """The per-seed figure (one of SEED_FIGURES) behind summary.md's ``column`` of a sweep part, else None."""
+    if part.spec is not None and column == part.spec.metric:
+        return "metric"
+    return SEED_FIGURE_OF.get(column) if part.spec is not None else None
 
 
 def _keys(raw: Any, valid: set[str], where: str) -> None:
@@ -436,7 +506,8 @@ class Table:
 
 
 def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip()[1:-1].split("|")]
+    """A Markdown table line's cells (an escaped \\| is part of its cell)."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
 
 
 def markdown_table(text: str, section: str | None, where: str) -> Table:
@@ -463,10 +534,13 @@ def markdown_table(text: str, section: str | None, where: str) -> Table:
     raise ConfigError(f"{where}: no Markdown table" + (f" under the heading {section!r}" if section else ""))
 
 
-def seeds_table(part: Part, figure: str) -> Table:
-    """One row per setting (a tuned sweep: per row, its final runs), one column per seed: ``figure`` of each
-    finished run, 'diverged', or – ; then mean ± std over the seeds."""
-    from analogdecorr.sweep.summary import _num, fmt, load_run, selected_epoch
+SeedCells = dict[int, float | str]  # seed → its figure, or "diverged"; a seed without a finished run is absent
+
+
+def seed_figures(part: Part, figure: str) -> tuple[list[str], dict[tuple[tuple[str, str], ...], SeedCells]]:
+    """(the row axes, per setting (a tuned sweep: per row, its final runs) its (axis, label) pairs → each final
+    seed's ``figure`` read from its run folder): what per-seed tables and every_seed_at_least targets show."""
+    from analogdecorr.sweep.summary import _num, load_run, selected_epoch
 
     spec = part.spec
     if spec.tune:
@@ -476,7 +550,7 @@ def seeds_table(part: Part, figure: str) -> Table:
         names, label = list(spec.tune.rows), lambda t: row_key(spec, t.setting)
     else:
         trials, names, label = spec.trials(part.out), spec.axis_names, lambda t: t.setting
-    by_row: dict[tuple, dict[int, float | str]] = {}
+    by_row: dict[tuple[tuple[str, str], ...], SeedCells] = {}
     for t in trials:
         cells = by_row.setdefault(label(t), {})
         data = load_run(t)
@@ -489,6 +563,16 @@ def seeds_table(part: Part, figure: str) -> Table:
         cells[t.seed] = _num({"test_last": data["epochs"][-1].get("test_acc"),
                               "test_selected": chosen.get("test_acc"),
                               "metric": chosen.get(spec.metric)}[figure])
+    return names, by_row
+
+
+def seeds_table(part: Part, figure: str) -> Table:
+    """One row per setting (a tuned sweep: per row, its final runs), one column per seed: ``figure`` of each
+    finished run, 'diverged', or – ; then mean ± std over the seeds."""
+    from analogdecorr.sweep.summary import fmt
+
+    spec = part.spec
+    names, by_row = seed_figures(part, figure)
     rows = []
     for key, cells in by_row.items():
         values = [v for v in cells.values() if isinstance(v, float)]
@@ -601,22 +685,27 @@ def add_delta(table: Table, delta: Delta, csv_path: Path, where: str) -> None:
 
 # ------------------------------------------------------------------------------------------- headline
 HEADLINE_HEADER = ["claim", "measured", "Δ (points)", "p", "source"]
-_CSV_OF = {"test acc @ sel.": "test_acc_selected_mean", "test acc (last)": "test_acc_last_mean"}
+TARGET_HEADER = [*HEADLINE_HEADER[:4], "target", "met", HEADLINE_HEADER[4]]  # a claim table with any target
+_CSV_OF = {"test acc @ sel.": "test_acc_selected_mean", "test acc (last)": "test_acc_last_mean",
+           "val best − last": "val_best_minus_last_mean", "epoch": "epoch_mean"}
 
 
 def headline_table(headline: ClaimTable, done: set[str], text: str, root: Path) -> tuple[str, list[str], list[str]]:
     """A claim table's block (the headline's or a [[claims]] table's) for the doc ``text``: a claim of a
     finished part (``done``) from its summary, any other claim as the block has it (found by its label; else
-    'not measured yet'). Returns (Markdown, notes on the rows kept, errors: a claim that cannot be built keeps
-    its row)."""
+    'not measured yet'). With any target in the table, the columns target and met come after p. Returns
+    (Markdown, notes on the rows kept, errors: a claim that cannot be built keeps its row)."""
     doc = headline.doc
-    kept: dict[str, list[str]] = {}
+    with_target = any(c.target for c in headline.claims)
+    header = TARGET_HEADER if with_target else HEADLINE_HEADER
+    kept: dict[str, dict[str, str]] = {}  # label → the doc's row, by its header (with or without target/met)
     block = find_blocks(text, doc).get(headline.marker)
     if block is not None:
         inner = [line.strip() for line in text.splitlines()[block.start + 1: block.end]]
         try:
             old = markdown_table("\n".join(inner), None, str(doc))
-            kept = {r[0]: r for r in old.rows if len(r) == len(HEADLINE_HEADER)}
+            if set(HEADLINE_HEADER) <= set(old.header):
+                kept = {r[0]: dict(zip(old.header, r, strict=True)) for r in old.rows if len(r) == len(old.header)}
         except ConfigError:  # an empty block: nothing to keep
             pass
     rows, notes, errors = [], [], []
@@ -625,20 +714,25 @@ def headline_table(headline: ClaimTable, done: set[str], text: str, root: Path) 
         source = f"`{_rel(claim.part.sweep or claim.part.script, root)}`"
         if claim.part.name in done:
             try:
-                rows.append(claim_row(claim, summaries, source))
+                rows.append(claim_row(claim, summaries, source, with_target=with_target))
                 continue
             except ConfigError as e:
                 errors.append(str(e))
         else:
             notes.append(f"{_rel(doc, root)}: study:{headline.marker} row {claim.label!r} kept (part {claim.part.name} "
                          "did not finish in this call)")
-        rows.append(kept.get(claim.label, [claim.label, "not measured yet", "", "", source]))
-    return Table(list(HEADLINE_HEADER), rows).markdown(), notes, errors
+        cells = kept.get(claim.label, {"claim": claim.label, "measured": "not measured yet", "source": source})
+        target = claim.target.cell if claim.target else ""
+        # the doc's verdict holds only for the target it was made against
+        cells = {**cells, "target": target, "met": cells.get("met", "") if cells.get("target") == target else ""}
+        rows.append([cells.get(h, "") for h in header])
+    return Table(list(header), rows).markdown(), notes, errors
 
 
-def claim_row(claim: Claim, summaries: dict[str, tuple[Table, list[dict[str, str]]]], source: str) -> list[str]:
+def claim_row(claim: Claim, summaries: dict[str, tuple[Table, list[dict[str, str]]]], source: str, *,
+              with_target: bool = False) -> list[str]:
     """One headline row from the claim's part's summary.md (figures as printed) and summary.csv (the
-    difference, from unrounded means)."""
+    difference, from unrounded means); ``with_target``: the target and met cells before the source."""
     part = claim.part
     where = f"headline claim {claim.label!r} (part {part.name})"
     if part.name not in summaries:
@@ -665,15 +759,52 @@ def claim_row(claim: Claim, summaries: dict[str, tuple[Table, list[dict[str, str
 
     row = pick(claim.row)
     measured, delta = figure(row), ""
+    ref_labels = {**claim.row, **claim.against}
     if claim.against:
-        ref_labels = {**claim.row, **claim.against}
         measured += f" vs {figure(pick(ref_labels))}"
-        delta = _claim_delta(part, claim.column, claim.row, ref_labels, data, where)
+        delta = _points(*(_claim_mean(part, claim.column, labels, data, f"{where}, its Δ")
+                          for labels in (claim.row, ref_labels)))
     if claim.p:
         p = row[table.header.index(claim.p)]
     else:
         p = _claim_p(part, claim.column, claim.row, ref_labels, data) if claim.against else ""
-    return [claim.label, measured, delta, p, source]
+    cells = [claim.label, measured, delta, p]
+    if with_target:
+        cells += [claim.target.cell, judge(claim, data, where)] if claim.target else ["", ""]
+    return [*cells, source]
+
+
+def judge(claim: Claim, data: list[dict[str, str]], where: str) -> str:
+    """The met cell of a claim's target: "yes" / "no" from summary.csv's unrounded means (the row's mean, or
+    Δ in points against its reference row), or for every_seed_at_least from each final seed's run ("yes (5 of 5
+    seeds)"); a missing figure, a diverged or missing seed is not met."""
+    target, part = claim.target, claim.part
+    assert target is not None
+    if target.kind == "every_seed_at_least":
+        figure = _seed_figure(part, claim.column)
+        assert figure is not None  # checked at load
+        _, by_row = seed_figures(part, figure)
+        found = [cells for key, cells in by_row.items() if all(dict(key).get(k) == v for k, v in claim.row.items())]
+        if len(found) != 1:
+            raise ConfigError(f"{where}: target every_seed_at_least: {len(found)} settings of the runs match "
+                              f"{claim.row}; give labels that pick exactly one")
+        seeds = part.spec.seeds
+        met = sum(isinstance(v, float) and _at_least(v, target.bound) for v in map(found[0].get, seeds))
+        return f"{'yes' if met == len(seeds) else 'no'} ({met} of {len(seeds)} seeds)"
+    if target.kind.startswith("delta_"):
+        value, ref = (_claim_mean(part, claim.column, labels, data, f"{where} target {target.kind}")
+                      for labels in (claim.row, {**claim.row, **claim.against}))
+        diff = (value - ref) * 100
+        ok = _at_least(diff, target.bound) if target.kind == "delta_at_least" else _at_least(target.bound, abs(diff))
+    else:
+        value = _claim_mean(part, claim.column, claim.row, data, f"{where} target {target.kind}")
+        ok = _at_least(value, target.bound) if target.kind == "at_least" else _at_least(target.bound, value)
+    return "yes" if ok else "no"
+
+
+def _at_least(value: float, bound: float) -> bool:
+    """value ≥ bound, forgiving the last bits of a float difference ((0.3 − 0.15) × 100 is 14.999…); NaN never."""
+    return value >= bound - 1e-9 * max(1.0, abs(bound))
 
 
 def _csv_mean(part: Part, column: str) -> str | None:
@@ -681,16 +812,15 @@ def _csv_mean(part: Part, column: str) -> str | None:
     return _CSV_OF.get(column, f"{column}_mean" if part.spec is not None and column == part.spec.metric else None)
 
 
-def _claim_delta(part: Part, column: str, labels: dict[str, str], ref: dict[str, str], data: list[dict[str, str]],
-                 where: str) -> str:
-    """(row − reference) × 100 of ``column``'s unrounded mean in summary.csv, one decimal with its sign."""
+def _claim_mean(part: Part, column: str, labels: dict[str, str], data: list[dict[str, str]], where: str) -> float:
+    """``column``'s unrounded mean in summary.csv of the row with ``labels`` (NaN where missing)."""
     name = _csv_mean(part, column)
     if name is None or (data and name not in data[0]):
-        raise ConfigError(f"{where}: no unrounded mean of {column!r} in summary.csv to take a difference of")
-    missing = [k for k in {**labels, **ref} if data and k not in data[0]]
+        raise ConfigError(f"{where}: no unrounded mean of {column!r} in summary.csv")
+    missing = [k for k in labels if data and k not in data[0]]
     if missing:
         raise ConfigError(f"{where}: summary.csv has no column {missing[0]!r} to find the row by")
-    return _points(_csv_value(data, labels, name), _csv_value(data, ref, name))
+    return _csv_value(data, labels, name)
 
 
 def _claim_p(part: Part, column: str, labels: dict[str, str], ref: dict[str, str], data: list[dict[str, str]]) -> str:

@@ -442,24 +442,25 @@ a = {{ dataset = "mnist1d" }}
 # decor-major, as the sweep writes it; `*` marks the best setting, which a quoted figure must not carry
 SUMMARY_MD = """# Sweep s
 
-| decor | data | seeds | val_acc | p test | test acc @ sel. |
-| --- | --- | --- | --- | --- | --- |
-| none | z | 2/2 | 0.400 ± 0.010 | 0.020 | 0.410 ± 0.010 |
-| none | a | 2/2 | 0.300 ± 0.010 | 0.500 | 0.310 ± 0.010 |
-| centre | z | 2/2 | 0.500 ± 0.020 | – | 0.500 ± 0.020 |
-| centre | a | 2/2 | 0.320 ± 0.010 | – | 0.320 ± 0.010 |
-| offdiag | z | 2/2 | 0.600 ± 0.010 * | 0.004 | 0.600 ± 0.010 * |
-| offdiag | a | 1/2 (1 diverged) | 0.330 | – | 0.330 |
+| decor | data | seeds | val_acc | p test | test acc @ sel. | test acc (last) | val best − last |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+| none | z | 2/2 | 0.400 ± 0.010 | 0.020 | 0.410 ± 0.010 | 0.400 ± 0.010 | 0.020 ± 0.010 |
+| none | a | 2/2 | 0.300 ± 0.010 | 0.500 | 0.310 ± 0.010 | 0.300 ± 0.010 | 0.000 ± 0.000 |
+| centre | z | 2/2 | 0.500 ± 0.020 | – | 0.500 ± 0.020 | 0.490 ± 0.020 | 0.010 ± 0.010 |
+| centre | a | 2/2 | 0.320 ± 0.010 | – | 0.320 ± 0.010 | 0.320 ± 0.010 | 0.000 ± 0.000 |
+| offdiag | z | 2/2 | 0.600 ± 0.010 * | 0.004 | 0.600 ± 0.010 * | 0.600 ± 0.010 | 0.050 ± 0.010 |
+| offdiag | a | 1/2 (1 diverged) | 0.330 | – | 0.330 | 0.330 | 0.000 |
 """
 
 # unrounded means: offdiag z − centre z is +10.1 points here, not the +10.0 the rounded table would give
-SUMMARY_CSV = """decor,data,seeds,done,diverged,test_acc_selected_mean,test_acc_selected_std
-none,z,2,2,0,0.41,0.01
-none,a,2,2,0,0.31,0.01
-centre,z,2,2,0,0.4996,0.02
-centre,a,2,2,0,0.32,0.01
-offdiag,z,2,2,0,0.6004,0.01
-offdiag,a,2,2,1,0.33,
+SUMMARY_CSV = """decor,data,seeds,done,diverged,val_acc_mean,test_acc_selected_mean,test_acc_selected_std,\
+test_acc_last_mean,val_best_minus_last_mean
+none,z,2,2,0,0.4,0.41,0.01,0.4,0.02
+none,a,2,2,0,0.3,0.31,0.01,0.3,0
+centre,z,2,2,0,0.5,0.4996,0.02,0.49,0.01
+centre,a,2,2,0,0.32,0.32,0.01,0.32,0
+offdiag,z,2,2,0,0.6,0.6004,0.01,0.6,0.05
+offdiag,a,2,2,1,0.33,0.33,,0.33,0
 """
 
 HEADLINE_DOC = """# R
@@ -638,3 +639,195 @@ def test_a_p_value_is_quoted_only_beside_the_row_it_was_computed_against(tmp_pat
     with pytest.raises(ConfigError, match="claim 2") as e:
         study.load_study(root / "sims" / "study.toml", root)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------- acceptance targets on claims (no runs)
+def goal(label: str, row: str, column: str, target: str = "", against: str = "", part: str = "s") -> str:
+    """One [[claims.claim]] of the goals table."""
+    return (f'\n[[claims.claim]]\nlabel = "{label}"\npart = "{part}"\nrow = {row}\ncolumn = "{column}"\n'
+            + (f"against = {against}\n" if against else "") + (f"target = {target}\n" if target else ""))
+
+
+Z_OFFDIAG, Z_CENTRE, Z_NONE = '{ data = "z", decor = "offdiag" }', '{ data = "z", decor = "centre" }', \
+    '{ data = "z", decor = "none" }'
+A_OFFDIAG = '{ data = "a", decor = "offdiag" }'
+# label → (declaration, the target and met cells it must get)
+GOALS = {
+    "mean ≥, met": (goal("mean ≥, met", Z_OFFDIAG, "test acc @ sel.", "{ at_least = 0.6 }"), ["≥ 0.60", "yes"]),
+    # printed 0.500, but the unrounded mean is .4996
+    "mean ≥, not met": (goal("mean ≥, not met", Z_CENTRE, "test acc @ sel.", "{ at_least = 0.5 }"), ["≥ 0.50", "no"]),
+    "mean ≤, met": (goal("mean ≤, met", Z_NONE, "val best − last", "{ at_most = 0.03 }"), ["≤ 0.03", "yes"]),
+    "mean ≤, not met": (goal("mean ≤, not met", Z_OFFDIAG, "val best − last", "{ at_most = 0.03 }"),
+                        ["≤ 0.03", "no"]),
+    "Δ ≥, met": (goal("Δ ≥, met", Z_OFFDIAG, "test acc @ sel.", "{ delta_at_least = 10 }", '{ decor = "centre" }'),
+                 ["Δ ≥ +10", "yes"]),
+    # the Δ column shows +10.1; the unrounded difference is +10.08
+    "Δ ≥, not met": (goal("Δ ≥, not met", Z_OFFDIAG, "test acc @ sel.", "{ delta_at_least = 10.1 }",
+                          '{ decor = "centre" }'), ["Δ ≥ +10.1", "no"]),
+    # (0.33 − 0.31) × 100 is 2.0000000000000018 in floats: still within 2; the cell escapes its | for Markdown
+    "Δ within, met": (goal("Δ within, met", A_OFFDIAG, "test acc @ sel.", "{ delta_within = 2 }", '{ decor = "none" }'),
+                   ["\\|Δ\\| ≤ 2", "yes"]),
+    "Δ within, not met": (goal("Δ within, not met", A_OFFDIAG, "test acc @ sel.", "{ delta_within = 1.5 }",
+                            '{ decor = "none" }'), ["\\|Δ\\| ≤ 1.5", "no"]),
+    "seeds, met": (goal("seeds, met", Z_OFFDIAG, "test acc (last)", "{ every_seed_at_least = 0.55 }"),
+                   ["every seed ≥ 0.55", "yes (2 of 2 seeds)"]),
+    "seeds, one below": (goal("seeds, one below", Z_OFFDIAG, "test acc (last)", "{ every_seed_at_least = 0.6 }"),
+                         ["every seed ≥ 0.60", "no (1 of 2 seeds)"]),
+    # at the best-validation epoch (epoch 1: .80, .75), not the last (.62, .58)
+    "seeds @ sel., met": (goal("seeds @ sel., met", Z_OFFDIAG, "test acc @ sel.", "{ every_seed_at_least = 0.7 }"),
+                          ["every seed ≥ 0.70", "yes (2 of 2 seeds)"]),
+    "seeds of the metric, one diverged": (goal("seeds of the metric, one diverged", A_OFFDIAG, "val_acc",
+                                               "{ every_seed_at_least = 0.1 }"),
+                                          ["every seed ≥ 0.10", "no (1 of 2 seeds)"]),
+    "seeds, one missing": (goal("seeds, one missing", Z_NONE, "test acc (last)", "{ every_seed_at_least = 0.1 }"),
+                           ["every seed ≥ 0.10", "no (1 of 2 seeds)"]),
+    "no target": (goal("no target", Z_OFFDIAG, "test acc @ sel."), ["", ""]),
+    # part u did not finish: the doc's row, its verdict kept while the target is the one it was made against
+    "u: kept": (goal("u: kept", '{ decor = "none" }', "test acc @ sel.", "{ at_least = 0.7 }", part="u"),
+                ["≥ 0.70", "yes"]),
+    "u: target changed": (goal("u: target changed", '{ decor = "none" }', "test acc @ sel.", "{ at_least = 0.8 }",
+                               part="u"), ["≥ 0.80", ""]),
+    "u: Δ within, kept": (goal("u: Δ within, kept", '{ decor = "none" }', "test acc @ sel.", "{ delta_within = 2 }",
+                               '{ decor = "centre" }', part="u"), ["\\|Δ\\| ≤ 2", "no"]),
+}
+GOALS_DOC = """# G
+
+<!-- study:goals -->
+
+| claim | measured | Δ (points) | p | target | met | source |
+| --- | --- | --- | --- | --- | --- | --- |
+| u: kept | 0.777 ± 0.001 |  |  | ≥ 0.70 | yes | `sims/u.toml` |
+| u: target changed | 0.777 ± 0.001 |  |  | ≥ 0.70 | yes | `sims/u.toml` |
+| u: Δ within, kept | 0.777 vs 0.700 | +7.7 | 0.010 | \\|Δ\\| ≤ 2 | no | `sims/u.toml` |
+
+<!-- /study:goals -->
+"""
+
+
+def write_runs(part, runs: dict[tuple[str, str, int], tuple[float, float] | str]) -> None:
+    """Hand-made run folders of a sweep part: (decor, data, seed) → (test acc at epoch 1, the best-validation
+    epoch; test acc at the other epochs, the last) or "diverged"."""
+    for t in part.spec.trials(part.out):
+        value = runs.get((dict(t.setting)["decor"], dict(t.setting)["data"], t.seed))
+        if value is None:
+            continue
+        t.out.mkdir(parents=True)
+        if value == "diverged":
+            (t.out / "diverged.json").write_text("{}")
+            continue
+        epochs = [{"epoch": e, "val_acc": 0.9 if e == 1 else 0.5, "test_acc": value[0] if e == 1 else value[1]}
+                  for e in range(1, t.config.epochs + 1)]
+        (t.out / "results.json").write_text(json.dumps({"epochs": epochs, "summary": {"best_val_epoch": 1}}))
+
+
+def block_rows(path: Path, marker: str) -> list[list[str]]:
+    """The cells of the generated table in ``marker``'s block (header first, the --- line left out)."""
+    text = path.read_text()
+    inner = text.split(f"<!-- study:{marker} -->\n\n")[1].split(f"\n\n<!-- /study:{marker} -->")[0]
+    return [study._cells(line) for i, line in enumerate(inner.splitlines()) if i != 1]
+
+
+def test_targets_are_judged_on_unrounded_means_differences_and_every_seed(tmp_path):
+    """Each target kind met and not met, in a [[claims]] table: the target and met columns after p, empty for a
+    claim without a target, a kept row (its part unfinished) keeps its verdict only for an unchanged target."""
+    root = headline_root(tmp_path)
+    decl = root / "sims" / "study.toml"
+    decl.write_text(decl.read_text() + '\n[[claims]]\nname = "goals"\ndoc = "docs/G.md"\n'
+                    + "".join(d for d, _ in GOALS.values()))
+    (root / "docs" / "G.md").write_text(GOALS_DOC)
+    parts, claims = study.load_study(decl, root)
+    write_runs(parts[0], {("offdiag", "z", 0): (0.80, 0.62), ("offdiag", "z", 1): (0.75, 0.58),
+                          ("offdiag", "a", 0): (0.5, 0.5), ("offdiag", "a", 1): "diverged",
+                          ("none", "z", 0): (0.5, 0.5)})
+    study.check_markers(parts, claims)
+    _, kept, errors = study.refresh_docs(parts, {"s"}, root, write=True, claims=claims)
+    assert errors == []
+    rows = block_rows(root / "docs" / "G.md", "goals")
+    assert rows[0] == study.TARGET_HEADER == ["claim", "measured", "Δ (points)", "p", "target", "met", "source"]
+    assert {r[0]: r[4:6] for r in rows[1:]} == {label: cells for label, (_, cells) in GOALS.items()}
+    by_label = {r[0]: r for r in rows[1:]}
+    assert by_label["Δ ≥, not met"][1:3] == ["0.600 ± 0.010 vs 0.500 ± 0.020", "+10.1"]
+    assert by_label["u: kept"][1] == "0.777 ± 0.001" and by_label["u: kept"][6] == "`sims/u.toml`"
+    assert by_label["no target"][6] == "`sims/s.toml`"
+    assert by_label["u: Δ within, kept"][1:4] == ["0.777 vs 0.700", "+7.7", "0.010"]
+    assert [n.split("'")[1] for n in kept if "study:goals" in n] == ["u: kept", "u: target changed",
+                                                                     "u: Δ within, kept"]
+    # the headline has no target: its header is today's
+    assert block_rows(root / "docs" / "R.md", "headline")[0] == study.HEADLINE_HEADER
+    assert study.refresh_docs(parts, {"s"}, root, write=True, claims=claims)[0] == []  # nothing changes
+
+
+def test_a_target_adds_its_columns_to_the_headline_and_kept_rows_move_with_the_header(tmp_path):
+    """One target in the headline turns its 5 columns into 7 (the doc's kept rows fill the new header by column
+    name; a never-measured row gets its target, no verdict); dropping it gives back today's header."""
+    root = headline_root(tmp_path, "target = { at_least = 0.3 }\n")
+    decl, doc = root / "sims" / "study.toml", root / "docs" / "R.md"
+    parts, claims = study.load_study(decl, root)
+    assert claims[0].claims[1].target == study.Target("at_least", 0.3)
+    assert study.refresh_docs(parts, {"s"}, root, write=True, claims=claims)[2] == []
+    assert block_rows(doc, "headline") == [
+        ["claim", "measured", "Δ (points)", "p", "target", "met", "source"],
+        ["z: offdiag vs centring", "0.600 ± 0.010 vs 0.500 ± 0.020", "+10.1", "0.004", "", "", "`sims/s.toml`"],
+        ["a: centring", "0.320 ± 0.010", "", "", "≥ 0.30", "yes", "`sims/s.toml`"],
+        ["u: kept", "0.777 ± 0.001", "", "", "", "", "`sims/u.toml`"],  # the doc's 5-column row
+        ["u: never measured", "not measured yet", "", "", "", "", "`sims/u.toml`"],
+    ]
+    decl.write_text(decl.read_text().replace("target = { at_least = 0.3 }\n", ""))
+    parts, claims = study.load_study(decl, root)
+    study.refresh_docs(parts, set(), root, write=True, claims=claims)  # every row kept, from the 7 columns
+    assert block_rows(doc, "headline") == [
+        study.HEADLINE_HEADER,
+        ["z: offdiag vs centring", "0.600 ± 0.010 vs 0.500 ± 0.020", "+10.1", "0.004", "`sims/s.toml`"],
+        ["a: centring", "0.320 ± 0.010", "", "", "`sims/s.toml`"],
+        ["u: kept", "0.777 ± 0.001", "", "", "`sims/u.toml`"],
+        ["u: never measured", "not measured yet", "", "", "`sims/u.toml`"],
+    ]
+
+
+def test_target_text():
+    assert [study.Target(k, b).text for k, b in [("at_least", 0.37), ("at_most", 0.03), ("delta_at_least", 15),
+                                                  ("delta_within", 2), ("every_seed_at_least", 0.8),
+                                                  ("at_least", 0.925), ("delta_at_least", -2.5)]] == [
+        "≥ 0.37", "≤ 0.03", "Δ ≥ +15", "|Δ| ≤ 2", "every seed ≥ 0.80", "≥ 0.925", "Δ ≥ -2.5"]
+
+
+KINDS = "give one of at_least, at_most, delta_at_least, delta_within, every_seed_at_least"
+SCRIPT_PART = ('[[part]]\nname = "t"\nscript = "sims/t.py"\nout = "sims/out/t"\nstatus = []\ntables_only = []\n'
+               'outputs = ["summary.md"]\n')
+
+
+@pytest.mark.parametrize("claim, message", [
+    ('target = { at_lest = 0.3 }', f"target: unknown key 'at_lest'; {KINDS}"),
+    ('target = { at_least = 0.3, at_most = 0.4 }', "target has 2 keys (at_least, at_most); give exactly one of"),
+    ('target = {}', "target has 0 keys (none); give exactly one of"),
+    ('target = { at_least = "0.3" }', "target at_least = '0.3' is not a number; write e.g. at_least = 0.9"),
+    ('target = { at_least = true }', "target at_least = True is not a number"),
+    ('target = { at_least = nan }', "target at_least = nan is not a number"),
+    ('target = 0.3', "target must be a table such as target = { at_least = 0.9 }"),
+    ('target = { delta_at_least = 5 }', "target delta_at_least bounds the difference from a reference row; add "
+                                        "against = { column = \"value\" } to the claim"),
+    ('target = { delta_within = 2 }', "target delta_within bounds the difference from a reference row; add against"),
+    ('against = { decor = "none" }\ntarget = { delta_within = -1 }',
+     "target delta_within = -1 bounds |Δ|: give a number >= 0"),
+    ('column = "val best − last"\ntarget = { every_seed_at_least = 0.1 }',
+     "target every_seed_at_least: column 'val best − last' has no per-seed figure; use column = one of "
+     "'test acc (last)', 'test acc @ sel.', 'val_acc'"),
+    ('column = "settings"\ntarget = { at_least = 0.1 }', "target at_least: column 'settings' has no unrounded mean in "
+                                                         "summary.csv; use column = one of"),
+    ('part = "t"\ntarget = { every_seed_at_least = 0.1 }', "target every_seed_at_least reads each seed's run, and "
+                                                           "part t is a script part; use at_least"),
+])
+def test_a_bad_target_is_a_one_line_error_at_load_naming_the_claim(tmp_path, capsys, claim, message):
+    root = headline_root(tmp_path)
+    (root / "sims" / "t.py").write_text("")
+    decl = root / "sims" / "study.toml"
+    body = 'part = "s"\nrow = { data = "a", decor = "centre" }\ncolumn = "val_acc"\n'
+    lines = dict.fromkeys(["part", "row", "column"])  # the claim's own keys replace the defaults
+    for line in body.splitlines() + claim.splitlines():
+        key = line.split(" = ")[0]
+        lines[key if key in lines else line] = line
+    decl.write_text(SCRIPT_PART + decl.read_text().replace(body, "\n".join(lines.values()) + "\n"))
+    assert run(root) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "[headline] claim 2 ('a: centring'): " + message in err

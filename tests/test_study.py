@@ -345,10 +345,15 @@ def test_the_repository_declaration_and_its_markers_check(capsys):
     study.check_markers(parts, claims)
     headline = claims[0]
     assert headline.marker == "headline" and headline.doc == REPO / "README.md"
+    acceptance = next(c for c in claims if c.marker == "acceptance")  # issue 10's acceptance, every line judged
+    assert acceptance.doc == REPO / "sims" / "README.md"
+    assert sum(c.target is not None for c in acceptance.claims) >= 12
     assert {c.part.name for c in headline.claims} >= {"correlated_tuned", "mnist1d_tuned", "paper_digits",
                                                       "paper_digits_code", "where_decorrelation_matters"}
-    assert [p.name for p in parts][:3] == ["correlated_tuned", "mnist1d_tuned", "paper_digits"]
-    assert {v.marker for p in parts for v in p.tables} >= {"correlated_tuned", "mnist1d_tuned", "paper_digits",
+    assert [p.name for p in parts][:4] == ["demo", "correlated_tuned", "mnist1d_tuned", "paper_digits"]
+    assert {v.marker for p in parts for v in p.tables} >= {"demo", "float/digits", "float_published/digits",
+                                                           "analog_published/readme", "diagnostics_illustration",
+                                                           "correlated_tuned", "mnist1d_tuned", "paper_digits",
                                                            "error_budget/digits", "error_budget/mnist1d",
                                                            "devices_digits", "devices_mnist1d",
                                                            "correlated_tuned/oracle", "where_decorrelation_matters"}

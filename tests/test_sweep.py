@@ -321,6 +321,16 @@ def test_study_scripts_narrow_and_vary_the_sweep_through_its_checks(tmp_path):
     assert sorted(dict(t.setting)["method"] for t in trials if t.config.backend == "float") == ["bp", "np+decor"]
 
 
+def test_reproduce_float_reports_a_failed_check_and_exits_1_only_with_strict(tmp_path, monkeypatch):
+    """A failed acceptance check is a result (the study runs the script as a part and must go on); a failed run
+    is an error either way."""
+    rf = _script("reproduce_float")
+    table = "| digits: BP+decor >= BP at epoch 2 | FAIL | 86.7% vs 89.1% |\n"
+    for code, strict, expected in ((0, False, 0), (0, True, 1), (1, False, 1)):
+        monkeypatch.setattr(rf, "run_study", lambda *a, code=code, **k: (code, table))
+        assert rf.main(["--out", str(tmp_path), *(["--strict"] if strict else [])]) == expected
+
+
 def test_a_checkpoint_from_before_the_validation_split_resumes_only_without_it():
     from analogdecorr.checkpoint import differing_keys
 

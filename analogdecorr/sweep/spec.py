@@ -69,6 +69,7 @@ from ..atomic import rename_folder
 from ..choices import choice_message, closest_hint
 from ..config import RunConfig, load_toml, resolve
 from ..errors import ConfigError
+from .diagnostic_columns import DIAGNOSTICS
 
 # Files in a trial's run folder (the engine writes them, the summary reads them).
 RESULTS = "results.json"
@@ -138,7 +139,7 @@ class SweepSpec:
     excludes: list[dict[str, list[str]]] = field(default_factory=list)
     title: str | None = None  # the plot's title
     baseline: dict[str, str] | None = None  # axis → label of the setting(s) the p column tests against
-    diagnostics: tuple[str, ...] = ("zz_cond",)  # the summary's per-layer columns (summary.DIAGNOSTICS keys)
+    diagnostics: tuple[str, ...] = ("zz_cond",)  # the summary's per-layer columns (diagnostic_columns.DIAGNOSTICS keys)
     source: str = "the sweep file"
     tune: TuneSpec | None = None
 
@@ -572,9 +573,7 @@ def _baseline(raw: Any, axes: Mapping[str, list], source: str) -> dict[str, str]
 
 
 def _diagnostics(raw: Any, source: str) -> tuple[str, ...]:
-    """[sweep] diagnostics = ["zz_cond", ...]: distinct names of summary.DIAGNOSTICS, in column order."""
-    from .summary import DIAGNOSTICS  # summary imports this module
-
+    """[sweep] diagnostics = ["zz_cond", ...]: distinct names of diagnostic_columns.DIAGNOSTICS, in column order."""
     valid = [d.key for d in DIAGNOSTICS]
     if not (isinstance(raw, list) and all(isinstance(n, str) for n in raw)):
         raise ConfigError(f"{source}: [sweep] diagnostics must be a list of per-layer figures, e.g. "

@@ -187,7 +187,7 @@ def acceptance_lines(summ: dict) -> list[str]:
         a, b = get("mnist1d", "fp", method, "acc20"), get("mnist1d", "float", method, "acc20")
         ok = None if math.isnan(a) or math.isnan(b) else abs(a - b) <= 0.02
         row(f"mnist1d {method}: analog fp vs float backend, epoch {FIDELITY_EPOCH}",
-            f"{a:.3f} vs {b:.3f} (Δ {a - b:+.3f})", "|Δ| ≤ 0.02", ok)
+            f"{a:.3f} vs {b:.3f} (Δ {a - b:+.3f})", "\\|Δ\\| ≤ 0.02", ok)
     a, b = get("mnist1d", "fp", "np+decor", "last"), get("mnist1d", "fp", "np+centre", "last")
     if not (math.isnan(a) or math.isnan(b)):
         row("mnist1d fp: NP+decor − NP+centre (what decorrelation adds to centring)",

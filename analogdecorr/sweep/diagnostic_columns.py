@@ -28,9 +28,9 @@ class Diagnostic:
     """A per-layer figure of results.json's epoch rows the summary can show: the first and the last layer's value
     at the selected epoch, median over the seeds."""
 
-    key: str  # the epoch row's key (a list, one value per layer); also the [sweep] diagnostics name
+    key: str  # the epoch row's key (a list, one value per layer); also the [sweep] diagnostics name and
+    #          summary.csv's columns <key>_first_median, <key>_last_median
     column: str  # summary.md's header
-    csv: str  # summary.csv's columns: <csv>_first_median, <csv>_last_median
     formatter: Callable[[float], str]  # one value in summary.md
     meaning: str  # what the column holds, in the legend sentence under the title
 
@@ -43,17 +43,17 @@ class Diagnostic:
 _ZZ = "the centred ⟨z zᵀ⟩ of the first and the last layer's decorrelated input"
 #: Every per-layer figure a sweep file may list in [sweep] diagnostics (schema: analogdecorr/results.py).
 DIAGNOSTICS: tuple[Diagnostic, ...] = (
-    Diagnostic("zz_cond", "cond ⟨zzᵀ⟩ L0 / last", "zz_cond", fmt_sig3, f"the condition number of {_ZZ}"),
-    Diagnostic("zz_eig_max", "λ_max ⟨zzᵀ⟩ L0 / last", "zz_eig_max", fmt_sig3, f"the largest eigenvalue of {_ZZ}"),
-    Diagnostic("zz_eig_min", "λ_min ⟨zzᵀ⟩ L0 / last", "zz_eig_min", fmt_sig3, f"the smallest eigenvalue of {_ZZ}"),
-    Diagnostic("zz_rank", "rank ⟨zzᵀ⟩ L0 / last", "zz_rank", fmt_int,
+    Diagnostic("zz_cond", "cond ⟨zzᵀ⟩ L0 / last", fmt_sig3, f"the condition number of {_ZZ}"),
+    Diagnostic("zz_eig_max", "λ_max ⟨zzᵀ⟩ L0 / last", fmt_sig3, f"the largest eigenvalue of {_ZZ}"),
+    Diagnostic("zz_eig_min", "λ_min ⟨zzᵀ⟩ L0 / last", fmt_sig3, f"the smallest eigenvalue of {_ZZ}"),
+    Diagnostic("zz_rank", "rank ⟨zzᵀ⟩ L0 / last", fmt_int,
                f"the rank (eigenvalues above 1e-10·λ_max) of {_ZZ}"),
-    Diagnostic("corr_after", "corr after L0 / last", "corr_after", fmt_dec3,
+    Diagnostic("corr_after", "corr after L0 / last", fmt_dec3,
                "the mean absolute off-diagonal correlation of the first and the last layer's decorrelated input"),
-    Diagnostic("corr_before", "corr before L0 / last", "corr_before", fmt_dec3,
+    Diagnostic("corr_before", "corr before L0 / last", fmt_dec3,
                "the mean absolute off-diagonal correlation of the first and the last layer's input before "
                "decorrelation"),
-    Diagnostic("grad_cosine", "cos(NP, ∇) L0 / last", "grad_cosine", fmt_dec3,
+    Diagnostic("grad_cosine", "cos(NP, ∇) L0 / last", fmt_dec3,
                "the cosine of NP's weight update with the true gradient of the first and the last layer (NP runs "
                "with probe_size > 0 only)"),
 )

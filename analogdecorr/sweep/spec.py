@@ -69,7 +69,7 @@ from ..atomic import rename_folder
 from ..choices import choice_message, closest_hint
 from ..config import RunConfig, load_toml, resolve
 from ..errors import ConfigError
-from .diagnostic_columns import DIAGNOSTICS
+from .diagnostic_columns import DIAGNOSTIC_BY_KEY
 
 # Files in a trial's run folder (the engine writes them, the summary reads them).
 RESULTS = "results.json"
@@ -574,7 +574,7 @@ def _baseline(raw: Any, axes: Mapping[str, list], source: str) -> dict[str, str]
 
 def _diagnostics(raw: Any, source: str) -> tuple[str, ...]:
     """[sweep] diagnostics = ["zz_cond", ...]: distinct names of diagnostic_columns.DIAGNOSTICS, in column order."""
-    valid = [d.key for d in DIAGNOSTICS]
+    valid = list(DIAGNOSTIC_BY_KEY)
     if not (isinstance(raw, list) and all(isinstance(n, str) for n in raw)):
         raise ConfigError(f"{source}: [sweep] diagnostics must be a list of per-layer figures, e.g. "
                           f"diagnostics = [\"zz_cond\", \"corr_after\"] (from {', '.join(valid)}); got {raw!r}")

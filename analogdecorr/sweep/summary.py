@@ -262,7 +262,7 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
                 f"{spec.metric}_mean", f"{spec.metric}_std", "p",
                 "test_acc_selected_mean", "test_acc_selected_std", *(["p_test"] if tuned else []), "epoch_mean",
                 "test_acc_last_mean", "test_acc_last_std", "val_best_minus_last_mean", "val_best_minus_last_std",
-                "settings", *(f"{d.csv}_{end}_median" for d in shown for end in ("first", "last"))])
+                "settings", *(f"{d.key}_{end}_median" for d in shown for end in ("first", "last"))])
     p_test = p_values(spec, rows, "test_selected") if tuned else [math.nan] * len(rows)
     for r, p, pt in zip(rows, p_values(spec, rows), p_test, strict=True):
         labels = dict(r.setting)

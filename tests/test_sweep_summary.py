@@ -243,11 +243,51 @@ def test_by_default_only_the_cond_column_is_shown_with_its_legend_sentence(tmp_p
     assert "⟨zzᵀ⟩" not in markdown(none, rows) and csv_text(none, rows).splitlines()[0].endswith(",settings")
 
 
+def test_seconds_per_epoch_is_each_runs_mean_over_its_epochs_then_mean_and_std_over_the_seeds(tmp_path):
+    """The per-run column `s/epoch` ([sweep] diagnostics = [..., "seconds"]): per seed the mean of results.json's
+    seconds over every epoch (not the selected epoch's), then mean ± std over the seeds in 2 decimals, after the
+    per-layer columns in the file's order; – for a row whose runs did not record seconds; the CSV has
+    seconds_mean, seconds_std; its own legend sentence (the per-layer one is unchanged)."""
+    from types import SimpleNamespace
+
+    from analogdecorr.sweep.summary import add_run
+
+    spec = parse_sweep({"grid": {"variant": {"A": {"decor": "none"}, "B": {"decor": "whiten"}}, "lr": [0.1]},
+                        "base": {"dataset": "digits"}, "sweep": {"seeds": [0, 1], "diagnostics": ["seconds",
+                                                                                                  "zz_cond"]}})
+    rows = [SettingRow((("variant", v), ("lr", "0.1")), {}) for v in ("A", "B")]
+    # seed 0: epochs 1, 2, 6 s (mean 3; its best-validation epoch 2 took 2 s); seed 1: 4, 5, 6 s (mean 5)
+    for row, per_seed in ((rows[0], [[1.0, 2.0, 6.0], [4.0, 5.0, 6.0]]), (rows[1], [[None] * 3] * 2)):
+        for seed, seconds in enumerate(per_seed):
+            out = tmp_path / f"{row.setting[0][1]}{seed}"
+            out.mkdir()
+            epochs = [{"epoch": e + 1, "val_acc": acc, "test_acc": acc, "zz_cond": [10.0, 100.0]}
+                      for e, acc in enumerate((0.2, 0.6, 0.4))]
+            for e, s in zip(epochs, seconds, strict=True):
+                if s is not None:
+                    e["seconds"] = s
+            (out / "results.json").write_text(json.dumps({"epochs": epochs}))
+            add_run(row, SimpleNamespace(out=out, config=SimpleNamespace(epochs=3)), "validation", "val_acc")
+    md = markdown(spec, rows)
+    header, cells = _table(md)
+    assert header[header.index("settings") + 1:] == ["s/epoch", "cond ⟨zzᵀ⟩ L0 / last"]
+    assert cells["A"][-2:] == ["4.00 ± 1.41", "10 / 100"] and cells["B"][-2:] == ["–", "10 / 100"]
+    assert ("`s/epoch`: seconds per epoch of training (its batches, not its evaluation), mean over each run's "
+            "epochs (results.json's seconds), then mean ± std over the seeds") in md
+    assert "(results.json's zz_cond), median over the seeds" in md
+    table = list(csv.DictReader(io.StringIO(csv_text(spec, rows))))
+    assert float(table[0]["seconds_mean"]) == 4.0
+    assert float(table[0]["seconds_std"]) == pytest.approx(2 ** 0.5, rel=1e-5)
+    assert table[1]["seconds_mean"] == table[1]["seconds_std"] == ""
+    assert "s/epoch" not in markdown(_spec(), rows) and "seconds_mean" not in csv_text(_spec(), rows)
+
+
 @pytest.mark.parametrize("value, message", [
     (["zz_cond", "corr_afterr"], "unknown diagnostic 'corr_afterr' in [sweep] diagnostics (did you mean "
                                  "'corr_after'?); choose from zz_cond, zz_eig_max, zz_eig_min, zz_rank, "
-                                 "corr_after, corr_before, grad_cosine"),
-    ("zz_cond", "[sweep] diagnostics must be a list of per-layer figures"),
+                                 "corr_after, corr_before, grad_cosine, seconds"),
+    (["second"], "unknown diagnostic 'second' in [sweep] diagnostics (did you mean 'seconds'?)"),
+    ("zz_cond", "[sweep] diagnostics must be a list of column names"),
     (["zz_cond", "zz_cond"], "[sweep] diagnostics lists 'zz_cond' twice"),
 ])
 def test_a_bad_diagnostics_list_is_one_error_at_parse_time(value, message):

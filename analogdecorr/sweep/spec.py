@@ -12,10 +12,12 @@ Format (TOML; every table but [base] optional)::
     out = "sweeps/lr"            # default folder (--out overrides; default runs/sweeps/<file stem>)
     baseline = {rule = "bp"}     # the p column tests each setting against this one (default: the best);
                                  # axes it leaves out are matched to the row's own (one baseline per lr here)
-    diagnostics = ["corr_after", "zz_cond"]   # per-layer columns of the summary, in this order (default
+    diagnostics = ["corr_after", "zz_cond"]   # optional columns of the summary, in this order (default
                                  # ["zz_cond"]; [] for none): the first / last layer at the selected epoch,
                                  # median over seeds, of zz_cond, zz_eig_max, zz_eig_min, zz_rank, corr_after,
-                                 # corr_before, grad_cosine (results.json; a column no run recorded is left out)
+                                 # corr_before, grad_cosine; and per run "seconds" (per epoch, mean over the
+                                 # run's epochs, mean ± std over seeds) (results.json; a column no run recorded
+                                 # is left out)
 
     [base]                       # RunConfig keys shared by every run (not seed, not out)
     dataset = "digits"
@@ -139,7 +141,7 @@ class SweepSpec:
     excludes: list[dict[str, list[str]]] = field(default_factory=list)
     title: str | None = None  # the plot's title
     baseline: dict[str, str] | None = None  # axis → label of the setting(s) the p column tests against
-    diagnostics: tuple[str, ...] = ("zz_cond",)  # the summary's per-layer columns (diagnostic_columns.DIAGNOSTICS keys)
+    diagnostics: tuple[str, ...] = ("zz_cond",)  # the summary's optional columns (diagnostic_columns.DIAGNOSTICS keys)
     source: str = "the sweep file"
     tune: TuneSpec | None = None
 
@@ -576,7 +578,7 @@ def _diagnostics(raw: Any, source: str) -> tuple[str, ...]:
     """[sweep] diagnostics = ["zz_cond", ...]: distinct names of diagnostic_columns.DIAGNOSTICS, in column order."""
     valid = list(DIAGNOSTIC_BY_KEY)
     if not (isinstance(raw, list) and all(isinstance(n, str) for n in raw)):
-        raise ConfigError(f"{source}: [sweep] diagnostics must be a list of per-layer figures, e.g. "
+        raise ConfigError(f"{source}: [sweep] diagnostics must be a list of column names, e.g. "
                           f"diagnostics = [\"zz_cond\", \"corr_after\"] (from {', '.join(valid)}); got {raw!r}")
     for name in raw:
         if name not in valid:

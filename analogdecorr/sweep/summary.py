@@ -3,9 +3,10 @@
 Each run's epoch is its best-validation epoch (``select = "validation"``) or its last; the row gives the sweep's
 metric there, the test accuracy there (test accuracy is never used to choose anything) and at the last epoch,
 and how far validation accuracy fell from its best epoch to the last (best − last: what a run forgot). Last come
-the per-layer diagnostics the sweep file chooses ([sweep] diagnostics, :data:`DIAGNOSTICS`; default the condition
-number of ⟨z zᵀ⟩): each the first and the last layer's value at the selected epoch, median over the seeds that
-recorded it, and left out when no run recorded it.
+the columns the sweep file chooses ([sweep] diagnostics, :data:`DIAGNOSTICS`; default the condition number of
+⟨z zᵀ⟩): a per-layer diagnostic is the first and the last layer's value at the selected epoch, median over the
+seeds that recorded it; a per-run figure (seconds per epoch) the run's mean over its epochs, mean ± std over the
+seeds; each left out when no run recorded it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ class SettingRow:
     test_last: list[float] = field(default_factory=list)
     epoch: list[int] = field(default_factory=list)
     curves: list[list[float]] = field(default_factory=list)  # metric per epoch, per seed
-    #: results.json key → per seed that recorded it, (first, last layer) at the selected epoch (every DIAGNOSTICS key)
+    #: results.json key → per seed that recorded it, (first, last layer) at the selected epoch (every per-layer
+    #: DIAGNOSTICS key)
     diagnostics: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    #: results.json key → per seed that recorded it, the run's mean over its epochs (every per-run DIAGNOSTICS key)
+    run_figures: dict[str, list[float]] = field(default_factory=dict)
     chosen: str | None = None  # a tuned row: its chosen setting (or how far its search is), else None
 
     @property
@@ -57,6 +61,18 @@ class SettingRow:
         none did)."""
         pairs = self.diagnostics.get(key, [])
         return tuple(_median([p[i] for p in pairs]) for i in (0, 1))  # type: ignore[return-value]
+
+    def recorded(self, d: Diagnostic) -> bool:
+        """Whether any of the row's runs recorded ``d``."""
+        return bool((self.diagnostics if d.per_layer else self.run_figures).get(d.key))
+
+    def diagnostic_cell(self, d: Diagnostic) -> str:
+        """``d``'s cell in summary.md."""
+        return d.cell(self.median(d.key)) if d.per_layer else d.runs_cell(self.run_figures.get(d.key, []))
+
+    def diagnostic_csv(self, d: Diagnostic) -> tuple[float, float]:
+        """``d``'s two summary.csv values: median of the first and the last layer, or mean and std over seeds."""
+        return self.median(d.key) if d.per_layer else mean_std(self.run_figures.get(d.key, []))
 
     @property
     def settings_text(self) -> str:
@@ -113,6 +129,11 @@ def add_run(row: SettingRow, trial: Trial, select: str, metric: str) -> None:
     row.epoch.append(int(chosen["epoch"]))
     row.curves.append([_num(r.get(metric)) for r in data["epochs"]])
     for d in DIAGNOSTICS:
+        if not d.per_layer:
+            value = d.run_value(data["epochs"])
+            if math.isfinite(value):
+                row.run_figures.setdefault(d.key, []).append(value)
+            continue
         layers = chosen.get(d.key)
         if isinstance(layers, list) and layers:
             row.diagnostics.setdefault(d.key, []).append((_num(layers[0]), _num(layers[-1])))
@@ -172,16 +193,24 @@ def fmt_p(p: float) -> str:
 
 def shown_diagnostics(spec: SweepSpec, rows: Sequence[SettingRow]) -> list[Diagnostic]:
     """The sweep file's diagnostics, in its order, that at least one row's runs recorded."""
-    return [DIAGNOSTIC_BY_KEY[k] for k in spec.diagnostics if any(r.diagnostics.get(k) for r in rows)]
+    return [d for d in (DIAGNOSTIC_BY_KEY[k] for k in spec.diagnostics) if any(r.recorded(d) for r in rows)]
 
 
 def diagnostics_legend(shown: Sequence[Diagnostic]) -> str:
-    """The legend sentence of the diagnostic columns ("" for none)."""
-    if not shown:
-        return ""
-    items = "; ".join(f"`{d.column}`: {d.meaning}" for d in shown) + ("; each" if len(shown) > 1 else "")
-    return (f" {items} at the selected epoch (results.json's {', '.join(d.key for d in shown)}), median over "
-            "the seeds (– where the runs did not record it).")
+    """The legend sentences of the diagnostic columns: one for the per-layer ones, one for the per-run ones
+    ("" for none)."""
+    text = ""
+    layers = [d for d in shown if d.per_layer]
+    if layers:
+        items = "; ".join(f"`{d.column}`: {d.meaning}" for d in layers) + ("; each" if len(layers) > 1 else "")
+        text += (f" {items} at the selected epoch (results.json's {', '.join(d.key for d in layers)}), median "
+                 "over the seeds (– where the runs did not record it).")
+    runs = [d for d in shown if not d.per_layer]
+    if runs:
+        items = "; ".join(f"`{d.column}`: {d.meaning}" for d in runs) + ("; each" if len(runs) > 1 else "")
+        text += (f" {items}, mean over each run's epochs (results.json's {', '.join(d.key for d in runs)}), "
+                 "then mean ± std over the seeds (– where the runs did not record it).")
+    return text
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -243,7 +272,7 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
         mark = " *" if r is best else ""
         cells = [labels[n] for n in names] + ([r.chosen or "–"] if tuned else []) + [
             seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), *([fmt_p(p_test[i])] if tuned else []),
-            ep, fmt(r.test_last), fmt(r.gap), f"`{r.settings_text}`", *(d.cell(r.median(d.key)) for d in shown)]
+            ep, fmt(r.test_last), fmt(r.gap), f"`{r.settings_text}`", *(r.diagnostic_cell(d) for d in shown)]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines += ["", f"Best setting: {' '.join(f'{k}={v}' for k, v in best.setting)} ({best.settings_text}): "
@@ -262,7 +291,7 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
                 f"{spec.metric}_mean", f"{spec.metric}_std", "p",
                 "test_acc_selected_mean", "test_acc_selected_std", *(["p_test"] if tuned else []), "epoch_mean",
                 "test_acc_last_mean", "test_acc_last_std", "val_best_minus_last_mean", "val_best_minus_last_std",
-                "settings", *(f"{d.key}_{end}_median" for d in shown for end in ("first", "last"))])
+                "settings", *(name for d in shown for name in _csv_names(d))])
     p_test = p_values(spec, rows, "test_selected") if tuned else [math.nan] * len(rows)
     for r, p, pt in zip(rows, p_values(spec, rows), p_test, strict=True):
         labels = dict(r.setting)
@@ -274,7 +303,7 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
         w.writerow([*(labels[n] for n in spec.axis_names), *([r.chosen or ""] if tuned else []), r.seeds,
                     r.done, r.diverged,
                     *(_cell(v) for v in (m, s, p, tm, ts, *([pt] if tuned else []), ep, lm, ls, gm, gs)),
-                    r.settings_text, *(_cell(v) for d in shown for v in r.median(d.key))])
+                    r.settings_text, *(_cell(v) for d in shown for v in r.diagnostic_csv(d))])
     return buf.getvalue()
 
 
@@ -350,6 +379,11 @@ def write_tables(spec: SweepSpec, rows: Sequence[SettingRow], out: Path, note: s
     if png is not None:
         paths.append(png)
     return paths
+
+
+def _csv_names(d: Diagnostic) -> tuple[str, str]:
+    """``d``'s two summary.csv columns."""
+    return (f"{d.key}_first_median", f"{d.key}_last_median") if d.per_layer else (f"{d.key}_mean", f"{d.key}_std")
 
 
 def _axis_values(spec: SweepSpec, name: str) -> list[str]:

@@ -409,15 +409,21 @@ def _acc(x: float) -> str:
     return f"{x:.3f}".removeprefix("0")
 
 
+def _points(difference: float) -> str:
+    text = f"{100 * difference:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
 def table(measurements: list[Measurement], out: Path) -> str:
     """The Markdown table of the stored results: per measurement its seeds' test accuracy at the last epoch
-    (validation in brackets), their mean, and Δ in points against the reference over the seeds both have."""
+    (validation in brackets), their mean, and per seed the test Δ in points against the reference's same seed
+    (– where the reference has no such seed or a run is not stored)."""
     results = {(m.name, s): stored(m, s, out) for m in measurements for s in m.seeds}
     epochs = {len(r["test_acc"]) for r in results.values() if r is not None}
     at = f"epoch {epochs.pop()}" if len(epochs) == 1 else "the last epoch"
     ref = next((m for m in measurements if m.reference), None)
-    lines = [f"| # | change | code | seeds | test (validation) at {at} | mean test | Δ test vs the package "
-             "(points, same seeds) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| # | change | code | seeds | test (validation) at {at} | mean test | Δ test vs the package, "
+             "points (same seed) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for m in measurements:
         done = {s: r for s in m.seeds if (r := results[(m.name, s)]) is not None}
         cells = " / ".join(f"{_acc(r['test_acc'][-1])} ({_acc(r['val_acc'][-1])})" if (r := done.get(s)) else "–"
@@ -425,10 +431,9 @@ def table(measurements: list[Measurement], out: Path) -> str:
         mean = _acc(sum(r["test_acc"][-1] for r in done.values()) / len(done)) if done else "–"
         delta = "–"
         if ref is not None and m is not ref:
-            pairs = [(done[s]["test_acc"][-1], results[(ref.name, s)]["test_acc"][-1]) for s in done
-                     if s in ref.seeds and results[(ref.name, s)] is not None]
-            if pairs:
-                delta = f"{100 * sum(a - b for a, b in pairs) / len(pairs):+.1f}"
+            delta = " / ".join(_points(done[s]["test_acc"][-1] - base["test_acc"][-1])
+                               if s in done and s in ref.seeds and (base := results[(ref.name, s)]) else "–"
+                               for s in m.seeds)
         seeds = ", ".join(map(str, m.seeds))
         label = MODE_LABEL[m.mode].format(commit=m.code)
         lines.append(f"| {m.row if m.row is not None else ''} | {m.change} | {label} | {seeds} | {cells} | {mean} "

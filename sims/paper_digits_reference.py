@@ -63,12 +63,15 @@ from analogdecorr.atomic import atomic_write
 from analogdecorr.errors import ConfigError
 from analogdecorr.results import write_json_atomic
 
+MODES = ("ours", "paper", "paper-iclr")
 BASE = {"dataset": "digits", "rule": "np", "decor": "scaled", "epochs": 10, "probe_size": 0, "drift_times": []}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("mode", choices=("ours", "paper", "paper-iclr"))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter,
+                                epilog="or: paper_digits_reference.py measure [--dry-run | --tables-only] [--jobs N]: "
+                                "the declared measurements (measure --help)")
+    p.add_argument("mode", choices=MODES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adam-beta2", type=float, default=0.999, help="Adam's beta2 (torch default 0.999; paper 0.9999)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -111,7 +114,9 @@ def run_ours(args: argparse.Namespace, sets: dict[str, str]) -> tuple[list[float
 def run_paper(args: argparse.Namespace, sets: dict[str, str]) -> tuple[list[float], list[float]]:
     """The paper's code (HEAD or the ICLR commit) on the package's split, trained as its utils.train does."""
     if args.paper_code is None or not args.paper_code.is_dir():
-        raise SystemExit("error: the paper modes need --paper-code DIR, a checkout of nasiryahm/CorrelationsRuinGD")
+        commit = " && git -C /tmp/crgd worktree add /tmp/crgd-iclr abb7e13" if args.mode == "paper-iclr" else ""
+        raise SystemExit(f"error: the paper modes need --paper-code DIR, a checkout of nasiryahm/CorrelationsRuinGD: "
+                         f"{CHECKOUT['paper']}{commit}, then --paper-code /tmp/crgd{'-iclr' if commit else ''}")
     sys.path.insert(0, str(args.paper_code.resolve()))
     x, y = data._digits_arrays()
     x_tr, y_tr, x_te, y_te = data._split(x, y, 0.2, args.seed, "digits")
@@ -176,7 +181,6 @@ def run_paper(args: argparse.Namespace, sets: dict[str, str]) -> tuple[list[floa
 ROOT = Path(__file__).resolve().parents[1]
 DECLARATION = ROOT / "sims" / "paper_differences.toml"
 OUT = ROOT / "sims" / "out" / "paper_differences"
-MODES = ("ours", "paper", "paper-iclr")
 PAPER_KEYS = ("sigma", "decor_lr", "lr", "batch_size", "epochs", "input_scale", "val_frac")  # run_paper reads these
 CODE_FLAG = {"paper": ("--paper-code", "PAPER_CODE"), "paper-iclr": ("--paper-code-iclr", "PAPER_CODE_ICLR")}
 CHECKOUT = {"paper": "git clone https://github.com/nasiryahm/CorrelationsRuinGD /tmp/crgd",

@@ -227,6 +227,27 @@ def test_to_analog_warns_on_clipping():
         to_analog(net, make_rpu_config("ConstantStep", COARSE, {}))
 
 
+def test_write_mismatch_tells_clipping_from_write_noise():
+    w = torch.tensor([[0.05, -0.3, 2.0], [-1.5, 0.2, 0.01]])
+    assert simulator._write_mismatch(w, w.clone(), "l") is None
+    clipped = simulator._write_mismatch(w, w.clamp(-1.0, 1.0), "l")
+    assert clipped is not None and "2 of 6 weights lie outside" in clipped and "clipped" in clipped
+    noisy = simulator._write_mismatch(w, w + torch.tensor([[0.01, -0.02, 0.0], [0.0, 0.03, -0.01]]), "l")
+    assert noisy is not None and "4 of 6 weights read back differently" in noisy and "write noise" in noisy
+    # a small weight that grew is not clipping, even when the large ones shrank
+    mixed = simulator._write_mismatch(w, w.clamp(-1.0, 1.0) + torch.tensor([[0.02, 0, 0], [0, 0, 0]]), "l")
+    assert mixed is not None and "write noise" in mixed
+
+
+def test_to_analog_names_write_noise_on_rerames():
+    net = StandInNet([3, 2])
+    with torch.no_grad():
+        net.layers[0].linear.weight.copy_(torch.tensor([[0.05, -0.02, 0.03], [0.01, -0.04, 0.02]]))
+    with pytest.warns(UserWarning, match="write noise on set") as record:
+        to_analog(net, make_rpu_config("ReRamESPreset"))
+    assert not any("clipped" in str(r.message) for r in record)
+
+
 # ------------------------------------------------------------------------------------------ pulsed updates
 
 def _fp_layer(d_in: int, d_out: int) -> StandInLayer:

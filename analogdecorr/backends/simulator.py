@@ -97,11 +97,28 @@ def analog_copy(
     layer = layer_class(w.shape[1], w.shape[0], bias=b is not None, rpu_config=rpu_config)
     layer.set_weights(w, b)
     got, _ = layer.get_weights()
-    clipped = (got - w).abs() > 1e-6 * max(1.0, w.abs().max().item())
-    if clipped.any():
-        warnings.warn(
-            f"{name}: {int(clipped.sum())} of {w.numel()} weights lie outside the device's conductance range "
-            f"(max |w| = {w.abs().max().item():.3g}) and were clipped when written to the tile",
-            stacklevel=3,
-        )
+    message = _write_mismatch(w, got, name)
+    if message is not None:
+        warnings.warn(message, stacklevel=3)
     return layer
+
+
+def _write_mismatch(w: Tensor, got: Tensor, name: str) -> str | None:
+    """Why the weights read back from a tile differ from those written, or None if they do not.
+
+    Clipping moves only the largest weights, towards zero: every changed weight is at least as large as every
+    unchanged one and reads back smaller. Anything else is write noise on set (e.g. ReRamES, write_noise_std
+    75 dw_min), which moves weights of every size both ways: the tile then holds the weights plus noise."""
+    changed = (got - w).abs() > 1e-6 * max(1.0, w.abs().max().item())
+    if not changed.any():
+        return None
+    n, total, w_max = int(changed.sum()), w.numel(), w.abs().max().item()
+    kept_max = w[~changed].abs().max().item() if (~changed).any() else 0.0
+    shrunk = bool((got[changed].abs() < w[changed].abs()).all())
+    if shrunk and w[changed].abs().min().item() >= kept_max:
+        return (f"{name}: {n} of {total} weights lie outside the device's conductance range "
+                f"(max |w| = {w_max:.3g}) and were clipped when written to the tile")
+    diff = (got - w).abs()
+    return (f"{name}: {n} of {total} weights read back differently from what was written (largest difference "
+            f"{diff.max().item():.3g}, RMS {diff.pow(2).mean().sqrt().item():.3g}, max |w| = {w_max:.3g}): the "
+            "device's write noise on set perturbs the programmed weights (not clipping)")

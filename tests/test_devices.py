@@ -20,7 +20,8 @@ SIMS = Path(__file__).resolve().parents[1] / "sims"
 #: recipe prefix -> the sweep file whose tuned rows wrote those recipes (sims/README_devices.md)
 DEVICE_RECIPES = {"mnist1d-np-transfer": "devices_mnist1d.toml", "digits-np-transfer": "devices_digits.toml",
                   "np-mixedprec": "devices_mixedprec.toml",
-                  "mnist1d-np-mixedprec": "devices_mixedprec_mnist1d50.toml"}
+                  "mnist1d-np-mixedprec": "devices_mixedprec_mnist1d50.toml",
+                  "mnist1d-np-buffer": "devices_mnist1d_buffer.toml"}
 
 
 def test_the_device_table_reaches_the_compound_its_groups_and_the_rpu_config_groups():

@@ -4,11 +4,11 @@ narrow it through the sweep checks, and the table/CSV/plot writer reads syntheti
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 from analogdecorr.cosim.unit import plan
 from analogdecorr.sweep import load_sweep
@@ -18,10 +18,7 @@ SIMS = Path(__file__).resolve().parents[1] / "sims"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("error_budget", SIMS / "error_budget.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("sims/error_budget.py")
 
 
 def test_the_sweep_file_expands_to_every_device_width_and_seed(tmp_path):

@@ -3,23 +3,16 @@ estimate keeps its mean and its variance falls about K-fold (the probe in sims/R
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
+from script_module import load_script
 
 from analogdecorr.config import resolve
 from analogdecorr.models import build_model
 from analogdecorr.rules import NodePerturbation
 
-SCRIPT = Path(__file__).resolve().parents[1] / "sims" / "np_averaged_perturbations.py"
-
 
 def _probe():
-    spec = importlib.util.spec_from_file_location("np_averaged_perturbations", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("sims/np_averaged_perturbations.py")
 
 
 def _draws(estimate, net, x, y, n: int) -> torch.Tensor:

@@ -3,27 +3,18 @@ the resume/skip logic and the table built from the stored results (fake runs: no
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 from analogdecorr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("paper_digits_reference", REPO / "sims" / "paper_digits_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["paper_digits_reference"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _script()
+ref = load_script("sims/paper_digits_reference.py")
 
 DECLARATION = """
 [paper_code]
@@ -78,10 +69,7 @@ def test_the_repository_declaration_checks_and_the_study_runs_it_after_the_scali
     assert {m.row for m in measurements} >= {1, 2, 3, 4, 6, 7, 8, 9, 10}
     head = next(m for m in measurements if m.name == "head_fix_np")
     assert head.code == "00cf470" and head.argv(1) == ["paper", "--seed", "1", "--adam-beta2", "0.9999", "--fix-np"]
-    study_spec = importlib.util.spec_from_file_location("study", REPO / "sims" / "study.py")
-    study = importlib.util.module_from_spec(study_spec)
-    sys.modules["study"] = study
-    study_spec.loader.exec_module(study)
+    study = load_script("sims/study.py")
     parts, _ = study.load_study(study.DECLARATION, REPO)
     names = [p.name for p in parts]
     assert names.index("paper_differences") == names.index("paper_digits_scaling") + 1

@@ -6,7 +6,6 @@ run starts. Also benchmarks/time_to_accuracy.py's skip-when-measured logic on a 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 from analogdecorr.errors import ConfigError
 
@@ -155,15 +155,7 @@ Prose after.
 """
 
 
-def _study():
-    spec = importlib.util.spec_from_file_location("study", REPO / "sims" / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["study"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-study = _study()
+study = load_script("sims/study.py")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_module import load_script
 
 from analogdecorr.cli import main
 from analogdecorr.config import resolve
@@ -283,12 +284,7 @@ SIMS = Path(__file__).resolve().parents[1] / "sims"
 
 
 def _script(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, SIMS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"sims/{name}.py")
 
 
 def test_the_studies_sweep_files_expand_to_their_published_runs(tmp_path):

@@ -34,7 +34,7 @@ from .data import DATASETS, INPUT_SCALES
 from .decor import CENTRINGS
 from .errors import ConfigError
 from .fixed.format import ROUNDING_MODES
-from .models import ACTIVATIONS, DECOR_NUMERICS, DECORS, MODELS
+from .models import ACTIVATIONS, DECOR_NUMERICS, DECORS, MODELS, UNIT_NUMERICS
 from .rules import RULES
 
 if sys.version_info >= (3, 11):
@@ -95,6 +95,12 @@ def _pulsed_local_only(key: str, v: Any, cfg: RunConfig) -> None:
         raise ConfigError(f"{key} = {v} shapes the analog tiles' pulsed update of a local rule but backend is "
                           f"{cfg.backend!r} and rule {cfg.rule!r}; use backend = \"analog\" with rule np, fa or dfa, "
                           f"or drop {key}")
+
+
+def _float_decor_only(key: str, v: str, cfg: RunConfig) -> None:
+    if v != "constant" and cfg.decor_numerics in UNIT_NUMERICS:
+        raise ConfigError(f"{key} = {v!r} but the FPGA unit's step is a fixed shift (decor_numerics = "
+                          f"{cfg.decor_numerics!r}); use {key} = \"constant\" or decor_numerics = \"float\"")
 
 
 def within(interval: str, fix: str) -> Check:
@@ -205,6 +211,9 @@ class RunConfig:
     decor: str = setting("scaled", f"decorrelation before every layer: {', '.join(DECORS)} (zca: the oracle)",
                          choices=DECORS)
     decor_lr: float = setting(1e-4, "learning rate of the decorrelation matrices R (> 0)", check=positive("1e-4"))
+    decor_lr_schedule: str = setting(
+        "constant", f"schedule of decor_lr over the epochs ({', '.join(LR_SCHEDULES)}); e.g. cosine lets R settle "
+        "with the weights at the end of a cosine lr_schedule", choices=LR_SCHEDULES, check=_float_decor_only)
     sample_frac: float = setting(
         0.1, "fraction of each batch used for the R update, in (0, 1]",
         check=within("(0, 1]", ": it is the fraction of each batch used to update R; set e.g. sample_frac = 0.1"))

@@ -373,3 +373,10 @@ def test_update_rank_belongs_to_the_analog_local_rules():
     assert "integer >= 0" in _error(overrides={"update_rank": -1, "backend": "analog"})
     assert resolve({}, {"update_rank": 2, "backend": "analog", "rule": "fa"}).update_rank == 2
     assert resolve({}, {"update_rank": 0, "backend": "float", "rule": "bp"}).update_rank == 0
+
+
+@pytest.mark.parametrize("numerics", ["stream", "fixed"])
+def test_a_decor_lr_schedule_on_the_units_fixed_shift_is_refused(numerics):
+    msg = _error(overrides={"decor_lr_schedule": "cosine", "decor_numerics": numerics})
+    assert "decor_lr_schedule = 'cosine'" in msg and "fixed shift" in msg and "\n" not in msg
+    assert resolve({}, {"decor_lr_schedule": "constant", "decor_numerics": numerics}).decor_numerics == numerics

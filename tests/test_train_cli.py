@@ -236,3 +236,17 @@ def test_activations_overflowing_in_the_evaluation_are_a_divergence(tmp_path, mo
     monkeypatch.setattr(Trainer, "_epoch_figures", blow_up)
     with pytest.raises(DivergenceError, match=r"^the loss became NaN/Inf at the evaluation after epoch 1"):
         trainer.run()
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "step"])
+def test_decor_lr_follows_its_own_schedule_not_the_weights(tmp_path, schedule):
+    from analogdecorr.train import lr_factor
+
+    t = Trainer(small(tmp_path, decor="scaled", lr_schedule="exponential", decor_lr_schedule=schedule, epochs=4),
+                progress=False, log=lambda s: None)
+    assert len(t.net.decorrelators) == 3
+    for epoch in (3, 1, 2):
+        t._set_lr(epoch)
+        want = 1e-3 * lr_factor(schedule, epoch, 4)
+        assert [d.lr for _, d in t.net.decorrelators] == pytest.approx([want] * 3)
+    assert (t.net.decorrelators[0][1].lr < 1e-3) == (schedule != "constant")

@@ -89,6 +89,14 @@ def _np_only(key: str, v: Any, cfg: RunConfig) -> None:
                           f"or drop {key}")
 
 
+def _np_draws(key: str, v: Any, cfg: RunConfig) -> None:
+    if not (_finite(v) and v >= 1 and int(v) == v):
+        raise ConfigError(f"{key}={v!r} must be a whole number >= 1; 1 is plain NP, e.g. {key} = 4 averages 4 draws")
+    if v != 1 and cfg.rule != "np":
+        raise ConfigError(f"{key} = {v} is a node-perturbation option but rule is {cfg.rule!r}; use rule = \"np\" or "
+                          f"drop {key}")
+
+
 def _pulsed_local_only(key: str, v: Any, cfg: RunConfig) -> None:
     at_least_zero("0 writes one pulse-train row per sample", "an integer")(key, v, cfg)
     if v and (cfg.backend != "analog" or cfg.rule == "bp"):
@@ -212,8 +220,8 @@ class RunConfig:
                          choices=DECORS)
     decor_lr: float = setting(1e-4, "learning rate of the decorrelation matrices R (> 0)", check=positive("1e-4"))
     decor_lr_schedule: str = setting(
-        "constant", f"schedule of decor_lr over the epochs ({', '.join(LR_SCHEDULES)}); e.g. cosine lets R settle "
-        "with the weights at the end of a cosine lr_schedule", choices=LR_SCHEDULES, check=_float_decor_only)
+        "constant", f"schedule of decor_lr over the epochs: {', '.join(LR_SCHEDULES)} (as lr_schedule)",
+        choices=LR_SCHEDULES, check=_float_decor_only)
     sample_frac: float = setting(
         0.1, "fraction of each batch used for the R update, in (0, 1]",
         check=within("(0, 1]", ": it is the fraction of each batch used to update R; set e.g. sample_frac = 0.1"))
@@ -286,6 +294,8 @@ class RunConfig:
                                    "eigenvalue (> 0)", check=positive("1e-3"))
     antithetic: bool = setting(False, "NP: perturb in +xi/-xi pairs (central difference, same forward reads)",
                                check=_np_only)
+    perturbations: int = setting(1, "NP: K xi draws per sample averaged into one update row (K x the forward reads, "
+                                    "~1/K the variance)", check=_np_draws)
     update_rank: int = setting(0, "analog local rules: write the batch's d^T z as its top r singular terms; 0: "
                                   "one pulse row per sample", check=_pulsed_local_only)
     probe_size: int = setting(256, "samples in NP's gradient-cosine probe batch; 0 turns the per-epoch spectra "

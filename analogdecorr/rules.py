@@ -165,19 +165,29 @@ class NodePerturbation(_Traced):
     (ξ·g) ξ, which ±ξ share. Pairing ±ξ across two *samples* of a batch was the alternative; it reduces nothing
     (the two samples' terms are independent anyway) and correlates their errors. Without a clean pass, a hidden
     layer's input z̄ is the mean of its two perturbed inputs (= clean + O(σ²)); the decorrelators learn from z̄
-    and the reported loss is (L₊ + L₋)/2."""
+    and the reported loss is (L₊ + L₋)/2.
+
+    ``perturbations`` K > 1: the batch runs K times with independent ξ, and each sample's K estimates are averaged
+    into one (z, d) row per sample before the update (z: the mean of its K reads, equal up to read noise; d: the
+    sum of its K rows, each already carrying 1/(K·N)). G keeps its mean and the noise of the estimate falls about
+    K-fold, at K× the forward reads; the device sees as many update rows as with K = 1. The decorrelators learn
+    from the K-fold batch (its sample_frac of K·N rows; with batch centring the same mean)."""
 
     name = "np"
 
     def __init__(
-        self, updater: WeightUpdater, sigma: float, generator: torch.Generator, antithetic: bool = False
+        self, updater: WeightUpdater, sigma: float, generator: torch.Generator, antithetic: bool = False,
+        perturbations: int = 1,
     ) -> None:
         super().__init__(updater)
         if not (sigma > 0 and math.isfinite(sigma)):
             raise ConfigError(f"sigma must be a positive finite number (got {sigma}); try --sigma 1e-3.")
+        if isinstance(perturbations, bool) or int(perturbations) != perturbations or perturbations < 1:
+            raise ConfigError(f"perturbations must be a whole number >= 1 (got {perturbations!r}); 1 is plain NP.")
         self.sigma = sigma
         self.generator = generator
         self.antithetic = bool(antithetic)
+        self.perturbations = int(perturbations)
         self.last_delta: Tensor | None = None  # per-sample δL of the last step (for diagnostics)
 
     @torch.no_grad()
@@ -185,9 +195,22 @@ class NodePerturbation(_Traced):
         self, net: Network, x: Tensor, y: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]], Tensor]:
         """One NP estimate on (x, y) without applying it: (per-sample loss, logits, [(z, d)] per layer with
-        G = dᵀ z in the layer's rows, per-sample δL). ``generator`` draws ξ (default: the rule's own).
+        G = dᵀ z in the layer's rows, per-sample δL), averaged over ``perturbations`` draws (class docstring).
+        ``generator`` draws ξ (default: the rule's own).
 
         The decorrelators run their usual forward (in training mode that updates R, as in ``step``)."""
+        k, n = self.perturbations, x.shape[0]
+        if k == 1:
+            return self._estimate_once(net, x, y, generator)
+        loss, logits, updates, delta = self._estimate_once(net, x.repeat(k, *([1] * (x.dim() - 1))), y.repeat(k),
+                                                           generator)
+        rows = [(z.reshape(k, -1, z.shape[-1]).mean(0), d.reshape(k, -1, d.shape[-1]).sum(0)) for z, d in updates]
+        return loss.reshape(k, n).mean(0), logits.reshape(k, n, -1).mean(0), rows, delta.reshape(k, n).mean(0)
+
+    def _estimate_once(
+        self, net: Network, x: Tensor, y: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]], Tensor]:
+        """``estimate`` with one draw of ξ per sample."""
         gen = self.generator if generator is None else generator
         n = x.shape[0]
         # The two passes run in lockstep, stacked into one read of each layer (2N rows; the rows of a batch are
@@ -248,17 +271,21 @@ class NodePerturbation(_Traced):
 
 
 def make_rule(
-    name: str, net: Network, *, optimizer, updater: WeightUpdater, sigma: float, seed: int, antithetic: bool = False
+    name: str, net: Network, *, optimizer, updater: WeightUpdater, sigma: float, seed: int, antithetic: bool = False,
+    perturbations: int = 1,
 ) -> Rule:
-    """The rule called ``name`` for this network (ConfigError naming the closest valid rule); ``antithetic`` is
-    NP's ±ξ option (ConfigError for any other rule)."""
+    """The rule called ``name`` for this network (ConfigError naming the closest valid rule); ``antithetic`` and
+    ``perturbations`` (K draws of ξ per sample) are NP's options (ConfigError for any other rule)."""
     check_choice(name, RULES, "rule")
     if antithetic and name != "np":
         raise ConfigError(f"antithetic perturbations are a node-perturbation option; drop antithetic or use --rule np "
+                          f"(rule is {name!r}).")
+    if perturbations != 1 and name != "np":
+        raise ConfigError(f"perturbations = {perturbations} is a node-perturbation option; drop it or use --rule np "
                           f"(rule is {name!r}).")
     gen = torch.Generator().manual_seed(10_007 * seed + 1)
     if name == "bp":
         return Backprop(optimizer)
     if name in ("fa", "dfa"):
         return FeedbackAlignment(net, updater, direct=name == "dfa", generator=gen)
-    return NodePerturbation(updater, sigma, gen, antithetic=antithetic)
+    return NodePerturbation(updater, sigma, gen, antithetic=antithetic, perturbations=perturbations)

@@ -74,7 +74,7 @@ class Trainer:
         self.net = self.backend.prepare(self.net)
         self.rule: Rule = make_rule(
             cfg.rule, self.net, optimizer=self.backend.optimizer, updater=self.backend.updater, sigma=cfg.sigma,
-            seed=cfg.seed, antithetic=cfg.antithetic,
+            seed=cfg.seed, antithetic=cfg.antithetic, perturbations=cfg.perturbations,
         )
         self.results = Results(config=cfg.to_dict(), versions=versions())
         if self.fixed:

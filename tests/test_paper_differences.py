@@ -1,4 +1,4 @@
-"""sims/paper_digits_reference.py measure: the declaration of what the paper's code does differently, its checks,
+"""sims/paper_differences.py: the declaration of what the paper's code does differently, its checks,
 the resume/skip logic and the table built from the stored results (fake runs: no training, no paper code)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from analogdecorr.errors import ConfigError
 REPO = Path(__file__).resolve().parents[1]
 
 
-ref = load_script("sims/paper_digits_reference.py")
+ref = load_script("sims/paper_differences.py")
 
 DECLARATION = """
 [paper_code]
@@ -74,7 +74,8 @@ def test_the_repository_declaration_checks_and_the_study_runs_it_after_the_scali
     names = [p.name for p in parts]
     assert names.index("paper_differences") == names.index("paper_digits_scaling") + 1
     part = parts[names.index("paper_differences")]
-    assert part.args == ["measure"] and part.out == REPO / "sims" / "out" / "paper_differences"
+    assert part.script == REPO / "sims" / "paper_differences.py" and part.args == []
+    assert part.out == REPO / "sims" / "out" / "paper_differences"
     assert [(v.marker, v.file) for v in part.tables] == [("paper_differences", "table.md")]
 
 
@@ -210,13 +211,13 @@ def test_the_cli_counts_rebuilds_the_table_and_refuses_a_paper_run_without_its_c
     package = measurements[0]
     ref.write_json_atomic(package.path(out, 1), {"flags": package.flags(1), "val_acc": [0.799], "test_acc": [0.791]})
     flags = ["--file", str(path), "--out", str(out)]
-    assert ref.main_measure([*flags, "--dry-run"]) == 0
+    assert ref.main([*flags, "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("5 runs, 1 finished, 4 to do\n")
     assert "to do: head seed 1: paper_digits_reference.py paper --seed 1 --adam-beta2 0.999 --fix-np" in printed
-    assert ref.main_measure([*flags, "--tables-only"]) == 0
+    assert ref.main([*flags, "--tables-only"]) == 0
     assert "| .791 (.799) / – | .791 |" in (out / "table.md").read_text()
-    assert ref.main_measure(flags) == 2  # a paper run to do and no checkout: one line, nothing run
+    assert ref.main(flags) == 2  # a paper run to do and no checkout: one line, nothing run
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: measurement head (mode paper) needs the paper's code") and "\n" not in err
     assert sorted(p.name for p in out.iterdir()) == ["package-seed1.json", "table.md"]

@@ -30,34 +30,78 @@ def fmt_int(v: float) -> str:
     return f"{v:g}"
 
 
+def _num(v: object) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _finite(values: Sequence[float]) -> list[float]:
+    return [v for v in values if math.isfinite(v)]
+
+
+def _median(values: Sequence[float]) -> float:
+    vals = _finite(values)
+    return statistics.median(vals) if vals else math.nan
+
+
 @dataclass(frozen=True)
 class Diagnostic:
-    """A figure of results.json's epoch rows the summary can show. Per layer (the row's key is a list, one value
-    per layer): the first and the last layer's value at the selected epoch, median over the seeds. Per run
-    (``per_layer`` False, the key is one number per epoch): the run's mean over its epochs, mean ± std over the
-    seeds."""
+    """A per-layer figure of results.json's epoch rows (the row's key is a list, one value per layer): a run's
+    figure is the first and the last layer's value at the selected epoch; over the seeds, the median of each.
+    :class:`RunFigure` is the per-run kind; the summary reads both through the same methods."""
 
-    key: str  # the epoch row's key; also the [sweep] diagnostics name and summary.csv's columns
-    #          <key>_first_median, <key>_last_median (per layer) or <key>_mean, <key>_std (per run)
+    key: str  # the epoch row's key; also the [sweep] diagnostics name and the prefix of summary.csv's columns
     column: str  # summary.md's header
     formatter: Callable[[float], str]  # one value in summary.md
     meaning: str  # what the column holds, in the legend sentence under the title
-    per_layer: bool = True
+    #: how the legend says a column of this kind was reduced (it follows the columns' meanings)
+    reduction = " at the selected epoch (results.json's {keys}), median over the seeds"
 
-    def cell(self, pair: tuple[float, float]) -> str:
-        """A first / last layer pair for summary.md; – for a layer (or both) not recorded."""
+    @property
+    def csv_names(self) -> tuple[str, str]:
+        """summary.csv's two columns."""
+        return f"{self.key}_first_median", f"{self.key}_last_median"
+
+    def figure(self, selected: dict, epochs: Sequence[dict]) -> tuple[float, float] | None:
+        """One run's figure (None if it did not record it): the first and the last layer at ``selected``."""
+        layers = selected.get(self.key)
+        return (_num(layers[0]), _num(layers[-1])) if isinstance(layers, list) and layers else None
+
+    def over_seeds(self, figures: Sequence[tuple[float, float]]) -> tuple[float, float]:
+        """summary.csv's two values: the median over the seeds of the first and of the last layer (NaN: none)."""
+        return _median([f[0] for f in figures]), _median([f[1] for f in figures])
+
+    def cell(self, figures: Sequence[tuple[float, float]]) -> str:
+        """summary.md's cell: first / last layer; – for a layer (or both) not recorded."""
+        pair = self.over_seeds(figures)
         return "–" if all(math.isnan(v) for v in pair) else " / ".join(
             "–" if math.isnan(v) else self.formatter(v) for v in pair)
 
-    def run_value(self, epochs: Sequence[dict]) -> float:
-        """A per-run figure of one run: the mean of its epochs' finite values (NaN: none recorded)."""
-        values = [float(v) for v in (e.get(self.key) for e in epochs)
-                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-        return statistics.fmean(values) if values else math.nan
 
-    def runs_cell(self, values: Sequence[float]) -> str:
-        """A per-run figure over the seeds for summary.md: mean ± std (the value alone for one seed, – for none)."""
-        vals = [v for v in values if math.isfinite(v)]
+@dataclass(frozen=True)
+class RunFigure(Diagnostic):
+    """A per-run figure (the epoch row's key is one number per epoch, e.g. seconds): a run's figure is the mean of
+    its epochs' finite values; over the seeds, mean ± std."""
+
+    reduction = ", mean over each run's epochs (results.json's {keys}), then mean ± std over the seeds"
+
+    @property
+    def csv_names(self) -> tuple[str, str]:
+        return f"{self.key}_mean", f"{self.key}_std"
+
+    def figure(self, selected: dict, epochs: Sequence[dict]) -> float | None:  # type: ignore[override]
+        values = _finite([_num(e.get(self.key)) for e in epochs])
+        return statistics.fmean(values) if values else None
+
+    def over_seeds(self, figures: Sequence[float]) -> tuple[float, float]:  # type: ignore[override]
+        """Mean and sample std (0 for one seed; NaN for none)."""
+        vals = _finite(figures)
+        if not vals:
+            return math.nan, math.nan
+        return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+    def cell(self, figures: Sequence[float]) -> str:  # type: ignore[override]
+        """mean ± std (the value alone for one seed, – for none)."""
+        vals = _finite(figures)
         if not vals:
             return "–"
         mean = self.formatter(statistics.fmean(vals))
@@ -80,7 +124,6 @@ DIAGNOSTICS: tuple[Diagnostic, ...] = (
     Diagnostic("grad_cosine", "cos(NP, ∇) L0 / last", fmt_dec3,
                "the cosine of NP's weight update with the true gradient of the first and the last layer (NP runs "
                "with probe_size > 0 only)"),
-    Diagnostic("seconds", "s/epoch", fmt_dec2,
-               "seconds per epoch of training (its batches, not its evaluation)", per_layer=False),
+    RunFigure("seconds", "s/epoch", fmt_dec2, "seconds per epoch of training (its batches, not its evaluation)"),
 )
 DIAGNOSTIC_BY_KEY = {d.key: d for d in DIAGNOSTICS}

@@ -44,11 +44,8 @@ class SettingRow:
     test_last: list[float] = field(default_factory=list)
     epoch: list[int] = field(default_factory=list)
     curves: list[list[float]] = field(default_factory=list)  # metric per epoch, per seed
-    #: results.json key → per seed that recorded it, (first, last layer) at the selected epoch (every per-layer
-    #: DIAGNOSTICS key)
-    diagnostics: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    #: results.json key → per seed that recorded it, the run's mean over its epochs (every per-run DIAGNOSTICS key)
-    run_figures: dict[str, list[float]] = field(default_factory=dict)
+    #: DIAGNOSTICS key → per seed that recorded it, the run's figure (Diagnostic.figure)
+    figures: dict[str, list[Any]] = field(default_factory=dict)
     chosen: str | None = None  # a tuned row: its chosen setting (or how far its search is), else None
 
     @property
@@ -56,23 +53,9 @@ class SettingRow:
         """Per seed, best − last validation accuracy (0 for a run that ends at its best; NaN without one)."""
         return [a - b for a, b in zip(self.val_best, self.val_last, strict=True)]
 
-    def median(self, key: str) -> tuple[float, float]:
-        """Median over the seeds that recorded it of the first and the last layer's diagnostic ``key`` (NaN:
-        none did)."""
-        pairs = self.diagnostics.get(key, [])
-        return tuple(_median([p[i] for p in pairs]) for i in (0, 1))  # type: ignore[return-value]
-
-    def recorded(self, d: Diagnostic) -> bool:
-        """Whether any of the row's runs recorded ``d``."""
-        return bool((self.diagnostics if d.per_layer else self.run_figures).get(d.key))
-
-    def diagnostic_cell(self, d: Diagnostic) -> str:
-        """``d``'s cell in summary.md."""
-        return d.cell(self.median(d.key)) if d.per_layer else d.runs_cell(self.run_figures.get(d.key, []))
-
-    def diagnostic_csv(self, d: Diagnostic) -> tuple[float, float]:
-        """``d``'s two summary.csv values: median of the first and the last layer, or mean and std over seeds."""
-        return self.median(d.key) if d.per_layer else mean_std(self.run_figures.get(d.key, []))
+    def figures_of(self, d: Diagnostic) -> list[Any]:
+        """``d``'s figure of each run that recorded it (none: the column is left out unless another row has it)."""
+        return self.figures.get(d.key, [])
 
     @property
     def settings_text(self) -> str:
@@ -129,14 +112,9 @@ def add_run(row: SettingRow, trial: Trial, select: str, metric: str) -> None:
     row.epoch.append(int(chosen["epoch"]))
     row.curves.append([_num(r.get(metric)) for r in data["epochs"]])
     for d in DIAGNOSTICS:
-        if not d.per_layer:
-            value = d.run_value(data["epochs"])
-            if math.isfinite(value):
-                row.run_figures.setdefault(d.key, []).append(value)
-            continue
-        layers = chosen.get(d.key)
-        if isinstance(layers, list) and layers:
-            row.diagnostics.setdefault(d.key, []).append((_num(layers[0]), _num(layers[-1])))
+        figure = d.figure(chosen, data["epochs"])
+        if figure is not None:
+            row.figures.setdefault(d.key, []).append(figure)
 
 
 def best_row(spec: SweepSpec, rows: Sequence[SettingRow]) -> SettingRow | None:
@@ -193,23 +171,19 @@ def fmt_p(p: float) -> str:
 
 def shown_diagnostics(spec: SweepSpec, rows: Sequence[SettingRow]) -> list[Diagnostic]:
     """The sweep file's diagnostics, in its order, that at least one row's runs recorded."""
-    return [d for d in (DIAGNOSTIC_BY_KEY[k] for k in spec.diagnostics) if any(r.recorded(d) for r in rows)]
+    return [d for d in (DIAGNOSTIC_BY_KEY[k] for k in spec.diagnostics) if any(r.figures_of(d) for r in rows)]
 
 
 def diagnostics_legend(shown: Sequence[Diagnostic]) -> str:
-    """The legend sentences of the diagnostic columns: one for the per-layer ones, one for the per-run ones
-    ("" for none)."""
+    """The legend sentences of the diagnostic columns, one per kind of reduction (per layer, per run) in
+    DIAGNOSTICS order ("" for none)."""
     text = ""
-    layers = [d for d in shown if d.per_layer]
-    if layers:
-        items = "; ".join(f"`{d.column}`: {d.meaning}" for d in layers) + ("; each" if len(layers) > 1 else "")
-        text += (f" {items} at the selected epoch (results.json's {', '.join(d.key for d in layers)}), median "
-                 "over the seeds (– where the runs did not record it).")
-    runs = [d for d in shown if not d.per_layer]
-    if runs:
-        items = "; ".join(f"`{d.column}`: {d.meaning}" for d in runs) + ("; each" if len(runs) > 1 else "")
-        text += (f" {items}, mean over each run's epochs (results.json's {', '.join(d.key for d in runs)}), "
-                 "then mean ± std over the seeds (– where the runs did not record it).")
+    for reduction in dict.fromkeys(d.reduction for d in DIAGNOSTICS):
+        kind = [d for d in shown if d.reduction == reduction]
+        if kind:
+            items = "; ".join(f"`{d.column}`: {d.meaning}" for d in kind) + ("; each" if len(kind) > 1 else "")
+            keys = ", ".join(d.key for d in kind)
+            text += f" {items}{reduction.format(keys=keys)} (– where the runs did not record it)."
     return text
 
 
@@ -272,7 +246,7 @@ def markdown(spec: SweepSpec, rows: Sequence[SettingRow], note: str = "") -> str
         mark = " *" if r is best else ""
         cells = [labels[n] for n in names] + ([r.chosen or "–"] if tuned else []) + [
             seeds, fmt(r.metric) + mark, fmt_p(p), fmt(r.test_selected), *([fmt_p(p_test[i])] if tuned else []),
-            ep, fmt(r.test_last), fmt(r.gap), f"`{r.settings_text}`", *(r.diagnostic_cell(d) for d in shown)]
+            ep, fmt(r.test_last), fmt(r.gap), f"`{r.settings_text}`", *(d.cell(r.figures_of(d)) for d in shown)]
         lines.append("| " + " | ".join(cells) + " |")
     if best is not None:
         lines += ["", f"Best setting: {' '.join(f'{k}={v}' for k, v in best.setting)} ({best.settings_text}): "
@@ -291,7 +265,7 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
                 f"{spec.metric}_mean", f"{spec.metric}_std", "p",
                 "test_acc_selected_mean", "test_acc_selected_std", *(["p_test"] if tuned else []), "epoch_mean",
                 "test_acc_last_mean", "test_acc_last_std", "val_best_minus_last_mean", "val_best_minus_last_std",
-                "settings", *(name for d in shown for name in _csv_names(d))])
+                "settings", *(name for d in shown for name in d.csv_names)])
     p_test = p_values(spec, rows, "test_selected") if tuned else [math.nan] * len(rows)
     for r, p, pt in zip(rows, p_values(spec, rows), p_test, strict=True):
         labels = dict(r.setting)
@@ -303,7 +277,7 @@ def csv_text(spec: SweepSpec, rows: Sequence[SettingRow]) -> str:
         w.writerow([*(labels[n] for n in spec.axis_names), *([r.chosen or ""] if tuned else []), r.seeds,
                     r.done, r.diverged,
                     *(_cell(v) for v in (m, s, p, tm, ts, *([pt] if tuned else []), ep, lm, ls, gm, gs)),
-                    r.settings_text, *(_cell(v) for d in shown for v in r.diagnostic_csv(d))])
+                    r.settings_text, *(_cell(v) for d in shown for v in d.over_seeds(r.figures_of(d)))])
     return buf.getvalue()
 
 
@@ -381,11 +355,6 @@ def write_tables(spec: SweepSpec, rows: Sequence[SettingRow], out: Path, note: s
     return paths
 
 
-def _csv_names(d: Diagnostic) -> tuple[str, str]:
-    """``d``'s two summary.csv columns."""
-    return (f"{d.key}_first_median", f"{d.key}_last_median") if d.per_layer else (f"{d.key}_mean", f"{d.key}_std")
-
-
 def _axis_values(spec: SweepSpec, name: str) -> list[str]:
     return next(labels for n, labels in ((n, [lab for lab, _ in opts]) for n, opts in spec.axes) if n == name)
 
@@ -399,11 +368,6 @@ def _is_number(text: str) -> bool:
 
 def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
-
-
-def _median(values: Sequence[float]) -> float:
-    vals = [v for v in values if math.isfinite(v)]
-    return statistics.median(vals) if vals else math.nan
 
 
 def _cell(v: float) -> str:

@@ -30,7 +30,8 @@ def fmt_int(v: float) -> str:
     return f"{v:g}"
 
 
-def _num(v: object) -> float:
+def number(v: object) -> float:
+    """A results.json value as a float (NaN for anything that is not a number, e.g. a missing key's None)."""
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
@@ -41,6 +42,15 @@ def _finite(values: Sequence[float]) -> list[float]:
 def _median(values: Sequence[float]) -> float:
     vals = _finite(values)
     return statistics.median(vals) if vals else math.nan
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof 1; 0 for one value) of the finite values; NaN for none. How a run figure, and
+    every accuracy column of the summary, is reduced over the seeds."""
+    vals = _finite(values)
+    if not vals:
+        return math.nan, math.nan
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,7 @@ class Diagnostic:
     def figure(self, selected: dict, epochs: Sequence[dict]) -> tuple[float, float] | None:
         """One run's figure (None if it did not record it): the first and the last layer at ``selected``."""
         layers = selected.get(self.key)
-        return (_num(layers[0]), _num(layers[-1])) if isinstance(layers, list) and layers else None
+        return (number(layers[0]), number(layers[-1])) if isinstance(layers, list) and layers else None
 
     def over_seeds(self, figures: Sequence[tuple[float, float]]) -> tuple[float, float]:
         """summary.csv's two values: the median over the seeds of the first and of the last layer (NaN: none)."""
@@ -89,23 +99,19 @@ class RunFigure(Diagnostic):
         return f"{self.key}_mean", f"{self.key}_std"
 
     def figure(self, selected: dict, epochs: Sequence[dict]) -> float | None:  # type: ignore[override]
-        values = _finite([_num(e.get(self.key)) for e in epochs])
+        values = _finite([number(e.get(self.key)) for e in epochs])
         return statistics.fmean(values) if values else None
 
     def over_seeds(self, figures: Sequence[float]) -> tuple[float, float]:  # type: ignore[override]
         """Mean and sample std (0 for one seed; NaN for none)."""
-        vals = _finite(figures)
-        if not vals:
-            return math.nan, math.nan
-        return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+        return mean_std(figures)
 
     def cell(self, figures: Sequence[float]) -> str:  # type: ignore[override]
         """mean ± std (the value alone for one seed, – for none)."""
-        vals = _finite(figures)
-        if not vals:
+        mean, std = mean_std(figures)
+        if math.isnan(mean):
             return "–"
-        mean = self.formatter(statistics.fmean(vals))
-        return mean if len(vals) == 1 else f"{mean} ± {self.formatter(statistics.stdev(vals))}"
+        return self.formatter(mean) if len(_finite(figures)) == 1 else f"{self.formatter(mean)} ± {self.formatter(std)}"
 
 
 _ZZ = "the centred ⟨z zᵀ⟩ of the first and the last layer's decorrelated input"

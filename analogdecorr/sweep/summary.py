@@ -24,7 +24,7 @@ from typing import Any
 
 from ..atomic import atomic_write
 from ..results import run_summary
-from .diagnostic_columns import DIAGNOSTIC_BY_KEY, DIAGNOSTICS, Diagnostic
+from .diagnostic_columns import DIAGNOSTIC_BY_KEY, DIAGNOSTICS, Diagnostic, mean_std, number
 from .spec import DIVERGED, RESULTS, SweepSpec, Trial
 
 
@@ -103,14 +103,14 @@ def add_run(row: SettingRow, trial: Trial, select: str, metric: str) -> None:
         row.diverged += 1
         return
     chosen = selected_epoch(data, select)
-    row.metric.append(_num(chosen.get(metric)))
-    vals = [_num(r.get("val_acc")) for r in data["epochs"]]
+    row.metric.append(number(chosen.get(metric)))
+    vals = [number(r.get("val_acc")) for r in data["epochs"]]
     row.val_best.append(max(vals) if vals and all(math.isfinite(v) for v in vals) else math.nan)
     row.val_last.append(vals[-1] if vals else math.nan)
-    row.test_selected.append(_num(chosen.get("test_acc")))
-    row.test_last.append(_num(data["epochs"][-1].get("test_acc")))
+    row.test_selected.append(number(chosen.get("test_acc")))
+    row.test_last.append(number(data["epochs"][-1].get("test_acc")))
     row.epoch.append(int(chosen["epoch"]))
-    row.curves.append([_num(r.get(metric)) for r in data["epochs"]])
+    row.curves.append([number(r.get(metric)) for r in data["epochs"]])
     for d in DIAGNOSTICS:
         figure = d.figure(chosen, data["epochs"])
         if figure is not None:
@@ -185,14 +185,6 @@ def diagnostics_legend(shown: Sequence[Diagnostic]) -> str:
             keys = ", ".join(d.key for d in kind)
             text += f" {items}{reduction.format(keys=keys)} (– where the runs did not record it)."
     return text
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample std (ddof 1; 0 for one value) of the finite values; NaN for none."""
-    vals = [v for v in values if math.isfinite(v)]
-    if not vals:
-        return math.nan, math.nan
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
 def fmt(values: Sequence[float], digits: int = 3) -> str:
@@ -364,10 +356,6 @@ def _is_number(text: str) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return False
-
-
-def _num(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
 def _cell(v: float) -> str:

@@ -30,8 +30,9 @@ from typing import Any
 import tomli_w
 
 from ..results import atomic_write
+from .diagnostic_columns import mean_std
 from .spec import SweepSpec, Trial, adopt_moved_runs
-from .summary import SettingRow, add_run, fmt, mean_std, write_tables
+from .summary import SettingRow, add_run, fmt, write_tables
 
 CHOSEN_FILE = "chosen.toml"
 SEARCH_FILES = ("search.md", "search.csv")

@@ -540,7 +540,8 @@ SeedCells = dict[int, float | str]  # seed → its figure, or "diverged"; a seed
 def seed_figures(part: Part, figure: str) -> tuple[list[str], dict[tuple[tuple[str, str], ...], SeedCells]]:
     """(the row axes, per setting (a tuned sweep: per row, its final runs) its (axis, label) pairs → each final
     seed's ``figure`` read from its run folder): what per-seed tables and every_seed_at_least targets show."""
-    from analogdecorr.sweep.summary import _num, load_run, selected_epoch
+    from analogdecorr.sweep.diagnostic_columns import number
+    from analogdecorr.sweep.summary import load_run, selected_epoch
 
     spec = part.spec
     if spec.tune:
@@ -560,7 +561,7 @@ def seed_figures(part: Part, figure: str) -> tuple[list[str], dict[tuple[tuple[s
             cells[t.seed] = "diverged"
             continue
         chosen = selected_epoch(data, spec.select)
-        cells[t.seed] = _num({"test_last": data["epochs"][-1].get("test_acc"),
+        cells[t.seed] = number({"test_last": data["epochs"][-1].get("test_acc"),
                               "test_selected": chosen.get("test_acc"),
                               "metric": chosen.get(spec.metric)}[figure])
     return names, by_row

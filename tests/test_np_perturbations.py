@@ -64,3 +64,18 @@ def test_perturbations_belong_to_np_only():
     net = build_model(resolve({}, {"hidden": [16]}), (10,), 4)
     with pytest.raises(ConfigError, match="node-perturbation option"):
         make_rule("fa", net, optimizer=None, updater=None, sigma=0.3, seed=0, perturbations=2)
+
+
+def test_a_k_draw_run_resumes_to_the_uninterrupted_run(tmp_path):
+    from analogdecorr.train import train
+
+    cfg = {"dataset": "digits", "hidden": "24", "epochs": 2, "decor": "scaled", "decor_lr": 1e-3, "lr": 1e-3,
+           "perturbations": 3, "probe_size": 0}
+    full = train(resolve({}, {**cfg, "out": str(tmp_path / "full")}), progress=False, log=lambda s: None)
+    train(resolve({}, {**cfg, "epochs": 1, "out": str(tmp_path / "part")}), progress=False, log=lambda s: None)
+    resumed = train(resolve({}, {**cfg, "out": str(tmp_path / "part")}), resume=True, progress=False,
+                    log=lambda s: None)
+    strip = ("seconds",)
+    assert [{k: v for k, v in e.items() if k not in strip} for e in full["epochs"]] == \
+           [{k: v for k, v in e.items() if k not in strip} for e in resumed["epochs"]]
+    assert full["config"]["perturbations"] == 3

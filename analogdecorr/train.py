@@ -121,8 +121,9 @@ class Trainer:
         lr = self.cfg.lr * lr_factor(self.cfg.lr_schedule, epoch, self.cfg.epochs)
         self.backend.set_lr(lr)
         if self.cfg.decor_lr_schedule != "constant":  # float decorrelators only (config checks the numerics)
+            decor_lr = self.cfg.decor_lr * lr_factor(self.cfg.decor_lr_schedule, epoch, self.cfg.epochs)
             for _, decor in self.net.decorrelators:
-                decor.lr = self.cfg.decor_lr * lr_factor(self.cfg.decor_lr_schedule, epoch, self.cfg.epochs)
+                decor.lr = decor_lr
         return lr
 
     def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
